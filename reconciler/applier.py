@@ -1,0 +1,528 @@
+"""Runs a plan, creating every remote object exactly once, whatever fails and whenever the process dies.
+
+The rule: no create is sent before its intent is durably committed, and every outcome is committed as soon as
+it is known. An intent is one remote call that may create things (a Toloka batch, or one PerfTest task) with a
+deterministic operation id, so that after a crash the next run finds it open and learns what became of it
+before doing anything else:
+
+- Toloka: the operation id travels with the request (``async_mode=true&operation_id=...``). Reading the
+  operation tells everything: 404 means it was never accepted (resend the very same request, same id); else
+  wait for it and read its log, whose entries carry our ``__item_idx`` and so map back to addresses.
+- PerfTest: the API has no idempotency key. When an outcome is unknown (timeout, dropped connection, 5xx,
+  crash), the test project's tasks are listed: exactly one task with the intended name that did not exist
+  before the intent was recorded is ours and is adopted; none means nothing was created and the request is
+  sent again; more than one is ambiguous, and the applier stops and says so instead of guessing.
+
+Work is spread over a thread pool (``parallelism``). A stop event (set on Ctrl-C) lets in-flight calls finish
+and be recorded while nothing new starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler import failpoints
+from reconciler.errors import (
+    AmbiguousAdoptionError,
+    ApplyRefusedError,
+    OutcomeUnknownError,
+    PermanentProviderError,
+    ProviderError,
+    ReconcilerError,
+)
+from reconciler.plan import Action, ActionType, Plan
+from reconciler.providers.perftest import PerfTestClient
+from reconciler.providers.toloka import LogEntry, Operation, TolokaClient
+from reconciler.resources import canonical_json, split_suite_spec
+from reconciler.state.base import Intent, Outcome, PendingResource, StateStore, Status
+
+#: Namespace of operation ids: UUIDv5(namespace, lineage|address|spec hash|attempt).
+OPERATION_NAMESPACE = uuid.UUID("5b0f3f0e-6a43-4c1e-9d4e-2f1f7e3a9c11")
+
+TOLOKA_BATCH = "toloka_batch"
+PERFTEST_CREATE = "perftest_create"
+
+MAX_BATCH_ITEMS = 5000
+MAX_BATCH_INPUT_BYTES = 1024 * 1024
+PERFTEST_RESENDS = 3
+
+Client = PerfTestClient | TolokaClient
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyEvent:
+    """Something a person or a pipeline may want to see while apply runs."""
+
+    type: str  # intent | created | failed | unresolved | adopted | resolved | warning
+    address: str | None = None
+    operation_id: str | None = None
+    remote_id: str | None = None
+    message: str | None = None
+    count: int = 1
+
+
+@dataclass
+class ApplyResult:
+    created: int = 0
+    adopted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unresolved: list[tuple[str, str]] = field(default_factory=list)
+    skipped: int = 0
+    interrupted: bool = False
+    stopped_by: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.unresolved and not self.interrupted and not self.stopped_by
+
+
+def operation_id(lineage: str, address: str, spec_hash: str, attempt: int) -> str:
+    return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|{address}|{spec_hash}|{attempt}"))
+
+
+def batch_operation_id(lineage: str, actions: Sequence[Action]) -> str:
+    members = "|".join(f"{a.address}@{a.spec_hash}#{a.attempt}" for a in actions)
+    digest = hashlib.sha256(members.encode("utf-8")).hexdigest()
+    return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|batch|{digest}"))
+
+
+def refuse_changes(plan: Plan) -> None:
+    """Both APIs are create-only: a changed spec is applied only as a replacement the user asked for."""
+    changed = plan.of_type(ActionType.CHANGE)
+    if changed:
+        listed = ", ".join(a.address for a in changed[:5]) + (" ..." if len(changed) > 5 else "")
+        flags = " ".join(f"--replace {a.address}" for a in changed[:3])
+        raise ApplyRefusedError(
+            f"{len(changed)} resource(s) differ from what was created and cannot be changed in place "
+            f"({listed}); nothing was sent. Revert the manifest, or ask for new remote objects with {flags}"
+        )
+
+
+class Applier:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        clients: Mapping[str, Client],
+        lineage: str,
+        parallelism: int = 10,
+        on_event: Callable[[ApplyEvent], None] | None = None,
+        stop: threading.Event | None = None,
+        max_batch_items: int = MAX_BATCH_ITEMS,
+        max_batch_input_bytes: int = MAX_BATCH_INPUT_BYTES,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.lineage = lineage
+        self.parallelism = max(1, parallelism)
+        self.stop = stop or threading.Event()
+        self.max_batch_items = max_batch_items
+        self.max_batch_input_bytes = max_batch_input_bytes
+        self._on_event = on_event or (lambda event: None)
+        self._result = ApplyResult()
+        self._lock = threading.Lock()
+
+    # --- the two phases ------------------------------------------------------------------------------------
+
+    def run(self, plan: Plan) -> ApplyResult:
+        refuse_changes(plan)
+        self.resolve_open_intents()
+        creates = plan.of_type(ActionType.CREATE, ActionType.REPLACE)
+        if self._result.stopped_by is None:
+            self._create(creates)
+        else:
+            self._result.skipped += len(creates)
+        self._result.interrupted = self.stop.is_set() and self._result.stopped_by is None
+        return self._result
+
+    def resolve_open_intents(self) -> None:
+        intents = self.store.open_intents()
+        jobs = [lambda i=i: self._resolve(i) for i in intents]
+        self._run_jobs(jobs)
+
+    def _create(self, actions: list[Action]) -> None:
+        toloka: list[Action] = []
+        jobs: list[Callable[[], None]] = []
+        perftest: list[Action] = []
+        for action in actions:
+            if isinstance(self._client(action.provider), TolokaClient):
+                toloka.append(action)
+            else:
+                perftest.append(action)
+        for batch in self.toloka_batches(toloka):
+            jobs.append(lambda b=batch: self._send_toloka_batch(b))
+        if perftest:
+            existing = self._existing_perftest_names(perftest)
+            for action in perftest:
+                jobs.append(lambda a=action: self._send_perftest_task(a, existing))
+        self._run_jobs(jobs)
+
+    # --- scheduling ----------------------------------------------------------------------------------------
+
+    def _run_jobs(self, jobs: list[Callable[[], None]]) -> None:
+        if not jobs:
+            return
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
+            futures: list[Future[None]] = [pool.submit(self._guard, job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                self.stop.set()
+                raise
+
+    def _guard(self, job: Callable[[], None]) -> None:
+        if self.stop.is_set():
+            with self._lock:
+                self._result.skipped += 1
+            return
+        job()
+
+    def _client(self, provider: str) -> Client:
+        try:
+            return self.clients[provider]
+        except KeyError:
+            raise ReconcilerError(f"no provider named {provider!r} is configured") from None
+
+    def _emit(self, event: ApplyEvent) -> None:
+        self._on_event(event)
+
+    def _stop_with(self, reason: str) -> None:
+        with self._lock:
+            if self._result.stopped_by is None:
+                self._result.stopped_by = reason
+        self.stop.set()
+
+    def _record(self, operation_id: str, outcomes: Sequence[Outcome], *, resolved: bool) -> None:
+        failpoints.hit("after_send")
+        self.store.record_outcomes(operation_id=operation_id, outcomes=outcomes, resolved=resolved)
+        failpoints.hit("after_outcome")
+        created = [o for o in outcomes if o.status is Status.CREATED]
+        failed = [o for o in outcomes if o.status is Status.FAILED]
+        with self._lock:
+            self._result.created += len(created)
+            self._result.failed.extend((o.address, o.error or "failed") for o in failed)
+        for outcome in outcomes:
+            if outcome.status is Status.CREATED:
+                self._emit(ApplyEvent("created", outcome.address, operation_id, outcome.remote_id))
+            else:
+                self._emit(ApplyEvent("failed", outcome.address, operation_id, message=outcome.error))
+
+    def _unresolved(self, intent_addresses: Iterable[str], operation_id: str, message: str) -> None:
+        addresses = list(intent_addresses)
+        with self._lock:
+            self._result.unresolved.extend((a, message) for a in addresses)
+        for address in addresses:
+            self._emit(ApplyEvent("unresolved", address, operation_id, message=message))
+
+    # --- Toloka --------------------------------------------------------------------------------------------
+
+    def toloka_batches(self, actions: list[Action]) -> list[list[Action]]:
+        """Group suites by provider, pool and options, then cut at the item and input-size limits."""
+        groups: dict[tuple[str, str, str], list[Action]] = {}
+        for action in actions:
+            spec = action.spec or {}
+            key = (action.provider, str(spec.get("pool_id")), canonical_json(spec.get("options") or {}))
+            groups.setdefault(key, []).append(action)
+        batches: list[list[Action]] = []
+        for members in groups.values():
+            batch: list[Action] = []
+            size = 0
+            for action in members:
+                tasks = (action.spec or {}).get("tasks") or []
+                item_size = len(json.dumps([t.get("input_values") for t in tasks], ensure_ascii=False))
+                if batch and (len(batch) >= self.max_batch_items or size + item_size > self.max_batch_input_bytes):
+                    batches.append(batch)
+                    batch, size = [], 0
+                batch.append(action)
+                size += item_size
+            if batch:
+                batches.append(batch)
+        return batches
+
+    def _send_toloka_batch(self, batch: list[Action]) -> None:
+        first = batch[0]
+        client = self._client(first.provider)
+        assert isinstance(client, TolokaClient)
+        op_id = batch_operation_id(self.lineage, batch)
+        items, options = self._toloka_items([a.spec or {} for a in batch])
+        intent = Intent(
+            operation_id=op_id,
+            provider=first.provider,
+            action=TOLOKA_BATCH,
+            addresses=tuple(a.address for a in batch),
+            fingerprint=hashlib.sha256(canonical_json([items, options]).encode("utf-8")).hexdigest(),
+            detail={"options": options, "pool_id": (first.spec or {}).get("pool_id"), "items": len(items)},
+        )
+        self.store.record_intent(intent=intent, resources=[_pending(a) for a in batch])
+        failpoints.hit("after_intent")
+        self._emit(ApplyEvent("intent", operation_id=op_id, count=len(batch)))
+        self._finish_toloka(intent, client, items, options, send=True)
+
+    @staticmethod
+    def _toloka_items(specs: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+        items: list[dict[str, Any]] = []
+        options: dict[str, bool] = {}
+        for index, spec in enumerate(specs):
+            body, options = split_suite_spec(spec)
+            body["__item_idx"] = index
+            items.append(body)
+        return items, options
+
+    def _finish_toloka(
+        self,
+        intent: Intent,
+        client: TolokaClient,
+        items: list[dict[str, Any]] | None,
+        options: dict[str, bool],
+        *,
+        send: bool,
+    ) -> None:
+        op_id = intent.operation_id
+        try:
+            if send:
+                assert items is not None
+                client.create_task_suites_async(operation_id=op_id, items=items, options=options)
+            operation = client.wait_operation(op_id)
+            log = client.operation_log(op_id)
+        except PermanentProviderError as err:
+            if send:
+                message = f"rejected: {err}"
+                self._record(
+                    op_id,
+                    [Outcome(a, Status.FAILED, error=message) for a in intent.addresses],
+                    resolved=True,
+                )
+                return
+            self._unresolved(intent.addresses, op_id, str(err))
+            return
+        except ProviderError as err:
+            self._unresolved(intent.addresses, op_id, f"{err}; run apply again to resolve it")
+            return
+        self._record_toloka_log(intent, operation, log)
+
+    def _record_toloka_log(self, intent: Intent, operation: Operation, log: list[LogEntry]) -> None:
+        by_index: dict[int, LogEntry] = {}
+        for entry in log:
+            if entry.item_idx is not None:
+                by_index[entry.item_idx] = entry
+        outcomes: list[Outcome] = []
+        missing: list[str] = []
+        for index, address in enumerate(intent.addresses):
+            entry = by_index.get(index)
+            if entry is None:
+                missing.append(address)
+            elif entry.success:
+                suite_id = (entry.output or {}).get("task_suite_id")
+                if suite_id:
+                    outcomes.append(Outcome(address, Status.CREATED, remote_id=str(suite_id)))
+                else:
+                    missing.append(address)
+            else:
+                outcomes.append(Outcome(address, Status.FAILED, error=_validation_message(entry.output)))
+        if missing and operation.status == "FAIL" and not any(o.status is Status.CREATED for o in outcomes):
+            reason = "the batch failed"
+            if any(o.status is Status.FAILED for o in outcomes):
+                reason += " because other suites in it were invalid (skip_invalid_items is false)"
+            outcomes.extend(Outcome(a, Status.FAILED, error=reason) for a in missing)
+            missing = []
+        self._record(intent.operation_id, outcomes, resolved=not missing)
+        if missing:
+            self._unresolved(
+                missing,
+                intent.operation_id,
+                f"operation {intent.operation_id} ended {operation.status} without saying what became of "
+                "these suites; run apply again to re-read it",
+            )
+
+    # --- PerfTest ------------------------------------------------------------------------------------------
+
+    def _existing_perftest_names(self, actions: list[Action]) -> dict[tuple[str, int], dict[str, list[str]]]:
+        """Task ids per name in each test project before we create anything: these are not ours."""
+        existing: dict[tuple[str, int], dict[str, list[str]]] = {}
+        for action in actions:
+            key = (action.provider, int((action.spec or {})["project_id"]))
+            if key in existing:
+                continue
+            client = self._client(action.provider)
+            assert isinstance(client, PerfTestClient)
+            names: dict[str, list[str]] = {}
+            for task in client.list_tasks(key[1]):
+                names.setdefault(str(task.get("name")), []).append(str(task.get("id")))
+            existing[key] = names
+        return existing
+
+    def _send_perftest_task(
+        self, action: Action, existing: Mapping[tuple[str, int], Mapping[str, list[str]]]
+    ) -> None:
+        spec = action.spec or {}
+        client = self._client(action.provider)
+        assert isinstance(client, PerfTestClient)
+        project = int(spec["project_id"])
+        name = str(spec["name"])
+        before = list(existing.get((action.provider, project), {}).get(name, []))
+        if before:
+            self._emit(
+                ApplyEvent(
+                    "warning",
+                    action.address,
+                    message=f"test project {project} already has a task named {name!r} (id {', '.join(before)}) "
+                    "that reconciler did not create; creating another",
+                )
+            )
+        op_id = operation_id(self.lineage, action.address, action.spec_hash or "", action.attempt)
+        intent = Intent(
+            operation_id=op_id,
+            provider=action.provider,
+            action=PERFTEST_CREATE,
+            addresses=(action.address,),
+            fingerprint=hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest(),
+            detail={"test_project_id": project, "name": name, "preexisting_ids": before, "body": spec},
+        )
+        self.store.record_intent(intent=intent, resources=[_pending(action)])
+        failpoints.hit("after_intent")
+        self._emit(ApplyEvent("intent", action.address, op_id))
+        self._perftest_send_and_settle(intent, client, spec, sends_left=PERFTEST_RESENDS)
+
+    def _perftest_send_and_settle(
+        self, intent: Intent, client: PerfTestClient, body: dict[str, Any], *, sends_left: int
+    ) -> None:
+        address = intent.addresses[0]
+        op_id = intent.operation_id
+        while sends_left > 0:
+            sends_left -= 1
+            try:
+                task_id = client.create_task(body)
+            except OutcomeUnknownError as err:
+                adopted = self._perftest_adopt(intent, client)
+                if adopted is _AMBIGUOUS or adopted is _LOOKUP_FAILED:
+                    return
+                if adopted is not None:
+                    return
+                self._emit(ApplyEvent("warning", address, op_id, message=f"{err}; nothing was created, resending"))
+                continue
+            except PermanentProviderError as err:
+                self._record(op_id, [Outcome(address, Status.FAILED, error=str(err))], resolved=True)
+                return
+            except ProviderError as err:
+                self._record(op_id, [Outcome(address, Status.FAILED, error=f"not sent: {err}")], resolved=True)
+                return
+            self._record(op_id, [Outcome(address, Status.CREATED, remote_id=str(task_id))], resolved=True)
+            return
+        self._unresolved(
+            [address], op_id, "the outcome stayed unknown after several attempts; run apply again to resolve it"
+        )
+
+    def _perftest_adopt(self, intent: Intent, client: PerfTestClient) -> object:
+        """Look for the task this intent created. Returns its id, None (nothing created), or a sentinel."""
+        address = intent.addresses[0]
+        detail = intent.detail
+        project = int(detail["test_project_id"])
+        name = str(detail["name"])
+        preexisting = {str(i) for i in detail.get("preexisting_ids") or []}
+        try:
+            candidates = [
+                t for t in client.find_tasks_by_name(project, name) if str(t.get("id")) not in preexisting
+            ]
+        except ProviderError as err:
+            self._unresolved([address], intent.operation_id, f"could not list test project {project}: {err}")
+            return _LOOKUP_FAILED
+        if len(candidates) == 1:
+            remote_id = str(candidates[0]["id"])
+            self._record(
+                intent.operation_id, [Outcome(address, Status.CREATED, remote_id=remote_id)], resolved=True
+            )
+            with self._lock:
+                self._result.adopted += 1
+            self._emit(ApplyEvent("adopted", address, intent.operation_id, remote_id))
+            return remote_id
+        if len(candidates) > 1:
+            ids = ", ".join(str(t.get("id")) for t in candidates)
+            error = AmbiguousAdoptionError(
+                f"test project {project} has {len(candidates)} tasks named {name!r} that could be the one this "
+                f"interrupted create made (ids {ids}); reconciler will not guess. Keep one, delete the others "
+                f"in CodeArts PerfTest, then `reconciler state import {address} ID` or run apply again",
+                provider=intent.provider,
+                address=address,
+                operation_id=intent.operation_id,
+            )
+            self._unresolved([address], intent.operation_id, str(error))
+            self._stop_with(str(error))
+            return _AMBIGUOUS
+        return None
+
+    # --- recovery ------------------------------------------------------------------------------------------
+
+    def _resolve(self, intent: Intent) -> None:
+        client = self._client(intent.provider)
+        self._emit(ApplyEvent("resolving", operation_id=intent.operation_id, count=len(intent.addresses)))
+        if intent.action == TOLOKA_BATCH:
+            assert isinstance(client, TolokaClient)
+            self._resolve_toloka(intent, client)
+        elif intent.action == PERFTEST_CREATE:
+            assert isinstance(client, PerfTestClient)
+            self._resolve_perftest(intent, client)
+        else:
+            self._unresolved(intent.addresses, intent.operation_id, f"unknown intent type {intent.action!r}")
+
+    def _resolve_toloka(self, intent: Intent, client: TolokaClient) -> None:
+        try:
+            operation = client.get_operation(intent.operation_id)
+        except ProviderError as err:
+            self._unresolved(intent.addresses, intent.operation_id, f"{err}; run apply again to resolve it")
+            return
+        if operation is not None:
+            self._finish_toloka(intent, client, None, {}, send=False)
+            return
+        records = self.store.get_many(addresses=intent.addresses)
+        items, options = self._toloka_items([records[a].spec for a in intent.addresses])
+        fingerprint = hashlib.sha256(canonical_json([items, options]).encode("utf-8")).hexdigest()
+        if fingerprint != intent.fingerprint:
+            self._unresolved(
+                intent.addresses,
+                intent.operation_id,
+                "the recorded request no longer matches its intent; the state may be damaged",
+            )
+            return
+        self._finish_toloka(intent, client, items, options, send=True)
+
+    def _resolve_perftest(self, intent: Intent, client: PerfTestClient) -> None:
+        adopted = self._perftest_adopt(intent, client)
+        if adopted is None:
+            body = dict(intent.detail.get("body") or {})
+            self._perftest_send_and_settle(intent, client, body, sends_left=PERFTEST_RESENDS)
+
+
+_AMBIGUOUS = object()
+_LOOKUP_FAILED = object()
+
+
+def _pending(action: Action) -> PendingResource:
+    return PendingResource(
+        address=action.address,
+        kind=action.kind,
+        provider=action.provider,
+        spec=action.spec or {},
+        spec_hash=action.spec_hash or "",
+        attempt=action.attempt,
+        replaces=action.remote_id if action.type is ActionType.REPLACE else None,
+    )
+
+
+def _validation_message(output: Any) -> str:
+    if not isinstance(output, dict) or not output:
+        return "rejected by Toloka validation"
+    parts = []
+    for field_name, problem in output.items():
+        if isinstance(problem, dict):
+            parts.append(f"{field_name}: {problem.get('code', '')} {problem.get('message', '')}".strip())
+        else:
+            parts.append(f"{field_name}: {problem}")
+    return "; ".join(parts)

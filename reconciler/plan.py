@@ -1,0 +1,255 @@
+"""Plans: what an apply will do, and the plan file that carries it from a pull request to a merge.
+
+An action *is* its sign, as in OpenTofu: ``+`` create, ``~`` change (refused unless replaced), ``-/+`` replace,
+``!`` orphan, ``?`` resolve. Each action records why it happens, so ``plan`` can say it and ``apply`` can check
+it. A plan file holds the full desired spec of every action plus the provider settings (environment variable
+names, never secrets), the state's lineage and serial (a plan applies only to the state it was made
+against, unchanged), and the digest of the manifests it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reconciler.errors import PlanFileError
+
+PLAN_FORMAT_VERSION = 1
+
+
+class ActionType(StrEnum):
+    CREATE = "create"
+    CHANGE = "change"
+    REPLACE = "replace"
+    ORPHAN = "orphan"
+    RESOLVE = "resolve"
+    NOOP = "noop"
+
+    @property
+    def sign(self) -> str:
+        return _SIGNS[self]
+
+
+_SIGNS = {
+    ActionType.CREATE: "+",
+    ActionType.CHANGE: "~",
+    ActionType.REPLACE: "-/+",
+    ActionType.ORPHAN: "!",
+    ActionType.RESOLVE: "?",
+    ActionType.NOOP: " ",
+}
+
+#: The order apply takes actions in and the summary lists them in.
+ACTION_ORDER = (
+    ActionType.RESOLVE,
+    ActionType.CREATE,
+    ActionType.REPLACE,
+    ActionType.CHANGE,
+    ActionType.ORPHAN,
+    ActionType.NOOP,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field that differs between the applied spec and the manifest; ``path`` like ``tasks[0].overlap``."""
+
+    path: str
+    change: Literal["added", "removed", "changed"]
+    before: Any = None
+    after: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    type: ActionType
+    address: str
+    kind: str
+    provider: str
+    reason: str
+    spec: dict[str, Any] | None = None
+    spec_hash: str | None = None
+    attempt: int = 0
+    remote_id: str | None = None
+    operation_id: str | None = None
+    diff: tuple[FieldChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    lineage: str
+    serial: int
+    workspace: str
+    manifest_digest: str
+    actions: tuple[Action, ...]
+    noop_count: int
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_at: str = ""
+
+    def count(self, action_type: ActionType) -> int:
+        if action_type is ActionType.NOOP:
+            return self.noop_count
+        return sum(1 for a in self.actions if a.type is action_type)
+
+    def counts(self) -> dict[str, int]:
+        counts = {t.value: 0 for t in ACTION_ORDER}
+        for action in self.actions:
+            counts[action.type.value] += 1
+        counts[ActionType.NOOP.value] = self.noop_count
+        return counts
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether the plan would do or report anything: what ``--detailed-exitcode`` answers with 2."""
+        return bool(self.actions)
+
+    def of_type(self, *types: ActionType) -> list[Action]:
+        return [a for a in self.actions if a.type in types]
+
+
+# --- The plan file -----------------------------------------------------------------------------------------
+
+
+class _FieldChangeModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    change: Literal["added", "removed", "changed"]
+    before: Any = None
+    after: Any = None
+
+
+class _ActionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: ActionType
+    address: str
+    kind: str
+    provider: str
+    reason: str
+    spec: dict[str, Any] | None = None
+    spec_hash: str | None = None
+    attempt: int = 0
+    remote_id: str | None = None
+    operation_id: str | None = None
+    diff: list[_FieldChangeModel] = []
+
+
+class PlanFileModel(BaseModel):
+    """The JSON plan file; its JSON Schema is committed as ``schemas/plan.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int
+    lineage: str
+    serial: int
+    workspace: str
+    manifest_digest: str
+    created_at: str
+    providers: dict[str, dict[str, Any]]
+    summary: dict[str, int]
+    actions: list[_ActionModel]
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "format_version": PLAN_FORMAT_VERSION,
+        "lineage": plan.lineage,
+        "serial": plan.serial,
+        "workspace": plan.workspace,
+        "manifest_digest": plan.manifest_digest,
+        "created_at": plan.created_at,
+        "providers": plan.providers,
+        "summary": plan.counts(),
+        "actions": [_action_to_dict(a) for a in plan.actions],
+    }
+
+
+def _action_to_dict(action: Action) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": action.type.value,
+        "address": action.address,
+        "kind": action.kind,
+        "provider": action.provider,
+        "reason": action.reason,
+    }
+    for key in ("spec", "spec_hash", "remote_id", "operation_id"):
+        value = getattr(action, key)
+        if value is not None:
+            out[key] = value
+    if action.attempt:
+        out["attempt"] = action.attempt
+    if action.diff:
+        out["diff"] = [
+            {"path": c.path, "change": c.change, "before": c.before, "after": c.after} for c in action.diff
+        ]
+    return out
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    """Write atomically: a pipeline that is killed mid-write must not leave a half plan to apply later."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(plan_to_dict(plan), out, ensure_ascii=False, separators=(",", ":"))
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_plan(path: Path) -> Plan:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanFileError(f"{path}: no such plan file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PlanFileError(f"{path}: not a plan file ({err})") from None
+    if not isinstance(raw, dict) or "format_version" not in raw:
+        raise PlanFileError(f"{path}: not a plan file (no format_version); make one with `reconciler plan --out`")
+    version = raw["format_version"]
+    if not isinstance(version, int) or version > PLAN_FORMAT_VERSION:
+        raise PlanFileError(
+            f"{path}: plan format {version} is newer than this reconciler understands "
+            f"({PLAN_FORMAT_VERSION}); upgrade reconciler"
+        )
+    try:
+        model = PlanFileModel.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PlanFileError(f"{path}: damaged plan file: {where}: {first['msg']}") from None
+    actions = tuple(
+        Action(
+            type=a.type,
+            address=a.address,
+            kind=a.kind,
+            provider=a.provider,
+            reason=a.reason,
+            spec=a.spec,
+            spec_hash=a.spec_hash,
+            attempt=a.attempt,
+            remote_id=a.remote_id,
+            operation_id=a.operation_id,
+            diff=tuple(FieldChange(c.path, c.change, c.before, c.after) for c in a.diff),
+        )
+        for a in model.actions
+    )
+    return Plan(
+        lineage=model.lineage,
+        serial=model.serial,
+        workspace=model.workspace,
+        manifest_digest=model.manifest_digest,
+        actions=actions,
+        noop_count=model.summary.get(ActionType.NOOP.value, 0),
+        providers=model.providers,
+        created_at=model.created_at,
+    )

@@ -1,0 +1,456 @@
+"""The HTTP boundary: the only module that turns httpx exceptions and HTTP statuses into reconciler errors.
+
+Both remote APIs are create-only, and reconciler promises each create happens exactly once, so the retry
+policy here is the heart of that promise, not a convenience:
+
+- ``idempotent=True`` (reads, and Toloka creates that carry an ``operation_id``) may be resent after any
+  transient failure: timeouts, dropped connections, 408, 429, 5xx, a 2xx whose body is not JSON.
+- ``idempotent=False`` (a PerfTest create, which has no idempotency key) is resent **only** when the request
+  certainly never reached the service: the connection could not be made (``ConnectError``, ``ConnectTimeout``,
+  ``PoolTimeout``, ``ProxyError``) or the API gateway throttled it (429, answered before the service sees it).
+  Every other failure after the request may have left this process raises ``OutcomeUnknownError`` at once, so
+  the caller resolves it (list and adopt) instead of risking a duplicate. Hence, for such a request, a
+  ``TransientProviderError`` or ``PermanentProviderError`` means it certainly had no effect.
+
+How httpx failures and statuses map::
+
+    ConnectError, ConnectTimeout, PoolTimeout, ProxyError   -> retry; TransientProviderError when exhausted
+    ReadTimeout, WriteTimeout, ReadError, WriteError,
+      RemoteProtocolError, DecodingError, ...               -> idempotent: retry; else OutcomeUnknownError
+    UnsupportedProtocol, LocalProtocolError, InvalidURL     -> PermanentProviderError (bug or bad endpoint)
+    2xx                                                     -> the response (with a JSON body, if asked)
+    2xx with a body that is not JSON                        -> idempotent: retry; else OutcomeUnknownError
+    429 (payload.interval HOUR or DAY)                      -> TransientProviderError: quota exhausted
+    429 (otherwise)                                         -> retry after Retry-After / a part of a minute
+    408, 5xx                                                -> idempotent: retry; else OutcomeUnknownError
+    401, 403                                                -> PermanentProviderError naming what to check
+    other statuses                                          -> PermanentProviderError with the API's code
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypedDict
+from urllib.parse import urlsplit
+
+import httpx
+
+from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5, read=30, write=30, pool=30)
+#: The longest we wait on one ``Retry-After``; a server asking for more gets it spread over further retries.
+RETRY_AFTER_CAP = 60.0
+#: Toloka's 429 with ``payload.interval == "MIN"`` and no ``Retry-After``: the per-minute quota refills within
+#: the minute, so waiting a third of one usually suffices without stalling the run for long.
+MINUTE_QUOTA_WAIT = 20.0
+#: Error bodies can be whole HTML pages; the user needs the first line, not the page.
+MAX_ERROR_TEXT = 300
+
+Sleep = Callable[[float], None]
+Params = Mapping[str, str | int | float | bool]
+
+# Failures after which the request certainly did not reach the server: the connection was never made.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+# Failures that are our own fault (or the endpoint's spelling) and that no retry can fix.
+_LOCAL = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+class HttpOptions(TypedDict, total=False):
+    """Tuning that callers pass through ``PerfTestClient``/``TolokaClient``/``build_clients`` unchanged."""
+
+    timeout: httpx.Timeout
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    sleep: Sleep
+    max_connections: int
+    transport: httpx.BaseTransport
+    rng: random.Random
+
+
+class RateLimiter:
+    """A token bucket (in its GCRA form), shared by every thread using one client.
+
+    Each caller reserves the next free slot under the lock and sleeps outside it, so threads queue fairly and
+    a slow sleeper never blocks the others from reserving. ``burst`` requests may go back to back.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tat = float("-inf")  # theoretical arrival time of the next request
+
+    def acquire(self) -> float:
+        """Wait for a slot; returns how long this call waited."""
+        with self._lock:
+            now = self._clock()
+            wait = max(0.0, self._tat - self._tolerance - now)
+            self._tat = max(self._tat, now) + self._interval
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """What an error response said, whichever of the three error shapes it used."""
+
+    code: str | None
+    message: str
+    payload: Any
+    request_id: str | None
+
+
+def api_error(response: httpx.Response) -> ApiError:
+    """Read ``{code, message, payload}`` (CPTS, Toloka) or ``{error_code, error_msg}`` (the API gateway)."""
+    request_id = response.headers.get("X-Request-Id")
+    try:
+        body = json.loads(response.content) if response.content else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        text = response.text.strip() if response.content else ""
+        return ApiError(None, _trim(text) or response.reason_phrase or "no details", None, request_id)
+    code = body.get("code") or body.get("error_code")
+    message = body.get("message") or body.get("error_msg") or ""
+    request_id = request_id or body.get("request_id")
+    return ApiError(
+        str(code) if code is not None else None,
+        _trim(str(message)) or response.reason_phrase or "no details",
+        body.get("payload"),
+        str(request_id) if request_id is not None else None,
+    )
+
+
+def json_body(response: httpx.Response, *, idempotent: bool, provider: str = "") -> Any:
+    """Parse a 2xx body; a body that is not JSON means we cannot tell what happened.
+
+    For a request that is safe to resend that is merely transient; for one that is not, the server did act
+    (it answered 2xx) but we cannot read the result, so the outcome is unknown.
+    """
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        request = response.request
+        what = f"{request.method} {request.url.path}"
+        detail = (
+            f"{what} answered {response.status_code} with a body that is not JSON: {_trim(response.text)!r}"
+        )
+        if idempotent:
+            raise TransientProviderError(detail, provider=provider, status=response.status_code) from None
+        raise OutcomeUnknownError(
+            f"{detail}; the request may have taken effect, resolve it before resending",
+            provider=provider,
+            status=response.status_code,
+        ) from None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: either delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """A failure worth another attempt, and how long the server asked us to wait (if it did)."""
+
+    reason: str
+    status: int | None = None
+    code: str | None = None
+    wait: float | None = None
+
+
+class HttpClient:
+    """A thread-safe JSON-over-HTTP client with the retry, rate-limit and error policy described above."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        provider: str,
+        auth: httpx.Auth | None,
+        rate_limit: float,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 6,
+        backoff_base: float = 0.2,
+        backoff_max: float = 30,
+        sleep: Sleep = time.sleep,
+        max_connections: int = 32,
+        transport: httpx.BaseTransport | None = None,
+        rng: random.Random | None = None,
+        auth_hint: str = "the provider's credentials",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._base_path = urlsplit(self.base_url).path  # so messages show the full path, /api/v1/... included
+        self.provider = provider
+        self._auth = auth
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._transport = transport
+        self._rng = rng or random.Random()
+        self._auth_hint = auth_hint
+        self._limiter = RateLimiter(rate_limit)
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._closed = False
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.Client:
+        """The httpx client, made on first use so that building clients for a plan costs nothing."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the {self.provider} HTTP client is closed")
+            if self._client is None:
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    auth=self._auth,
+                    timeout=self._timeout,
+                    limits=self._limits,
+                    transport=self._transport,
+                    follow_redirects=False,
+                    verify=_ssl_context(),
+                    headers={"Accept": "application/json"},
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        idempotent: bool,
+    ) -> httpx.Response:
+        """Send with retries; returns only a 2xx response, raises a ``ProviderError`` for everything else."""
+        response, _ = self._send(
+            method, path, params=params, body=json, idempotent=idempotent, want_json=False
+        )
+        return response
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        idempotent: bool,
+    ) -> Any:
+        """Like ``request``, and the 2xx body parsed; a malformed body is retried only when safe."""
+        _, body = self._send(method, path, params=params, body=json, idempotent=idempotent, want_json=True)
+        return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None,
+        body: Any,
+        idempotent: bool,
+        want_json: bool,
+    ) -> tuple[httpx.Response, Any]:
+        what = f"{method} {self._base_path}{path}"
+        content = None if body is None else _encode_json(body)
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        query = {k: _query_value(v) for k, v in (params or {}).items()}
+        attempt = 0
+        while True:
+            self._limiter.acquire()
+            try:
+                response = self._http().request(method, path, params=query, content=content, headers=headers)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                retry = self._transport_failure(exc, what, idempotent)
+            else:
+                if 200 <= response.status_code < 300:
+                    if not want_json:
+                        return response, None
+                    try:
+                        return response, json_body(response, idempotent=idempotent, provider=self.provider)
+                    except TransientProviderError as exc:
+                        retry = _Retry(exc.message, status=response.status_code)
+                else:
+                    retry = self._status_failure(response, what, idempotent)
+            if attempt >= self._max_retries:
+                raise TransientProviderError(
+                    f"{what} still failing after {attempt + 1} attempts: {retry.reason}; try again later",
+                    provider=self.provider,
+                    status=retry.status,
+                    code=retry.code,
+                    retry_after=retry.wait,
+                )
+            delay = self._delay(attempt, retry.wait)
+            log.info(
+                "%s: %s failed (%s); retry %d in %.2fs", self.provider, what, retry.reason, attempt + 1, delay
+            )
+            self._sleep(delay)
+            attempt += 1
+
+    def _delay(self, attempt: int, asked: float | None) -> float:
+        """Full jitter (AWS's "exponential backoff and jitter"), or what the server asked plus a little jitter
+        so that threads throttled together do not come back together."""
+        if asked is not None:
+            return min(asked, RETRY_AFTER_CAP) + self._rng.uniform(0, self._backoff_base)
+        ceiling = min(self._backoff_max, self._backoff_base * (2**attempt))
+        return self._rng.uniform(0, ceiling)
+
+    # --- classification ------------------------------------------------------------------------------------
+
+    def _transport_failure(self, exc: Exception, what: str, idempotent: bool) -> _Retry:
+        name = type(exc).__name__
+        if isinstance(exc, _NOT_SENT):
+            return _Retry(f"could not connect ({name}: {_trim(str(exc)) or 'no details'})")
+        if isinstance(exc, (*_LOCAL, httpx.InvalidURL)):
+            raise PermanentProviderError(
+                f"{what} could not be sent ({name}: {_trim(str(exc))}); check the provider's endpoint",
+                provider=self.provider,
+            ) from exc
+        reason = f"{name}: {_trim(str(exc)) or 'no details'}"
+        if not idempotent:
+            raise OutcomeUnknownError(
+                f"{what} may or may not have taken effect: the request was sent but no answer came back "
+                f"({reason}); resolve it before resending",
+                provider=self.provider,
+            ) from exc
+        return _Retry(reason)
+
+    def _status_failure(self, response: httpx.Response, what: str, idempotent: bool) -> _Retry:
+        status = response.status_code
+        err = api_error(response)
+        asked = parse_retry_after(response.headers.get("Retry-After"))
+        if status == 429:
+            interval = err.payload.get("interval") if isinstance(err.payload, dict) else None
+            if interval in ("HOUR", "DAY"):
+                raise TransientProviderError(
+                    f"{what}: the {str(interval).lower()}ly request quota is exhausted ({err.message}); "
+                    f"retry later, after the quota resets",
+                    provider=self.provider,
+                    status=status,
+                    code=err.code,
+                    retry_after=asked,
+                )
+            if asked is None and interval == "MIN":
+                asked = MINUTE_QUOTA_WAIT
+            return _Retry(f"throttled: {err.message}", status=status, code=err.code, wait=asked)
+        if status == 408 or status >= 500:
+            if not idempotent:
+                raise OutcomeUnknownError(
+                    f"{what} may or may not have taken effect: the server answered {status} ({err.message})"
+                    f"{_request_id(err)}; resolve it before resending",
+                    provider=self.provider,
+                    status=status,
+                    code=err.code,
+                )
+            return _Retry(
+                f"server answered {status}: {err.message}", status=status, code=err.code, wait=asked
+            )
+        self._refuse(what, status, err)
+
+    def _refuse(self, what: str, status: int, err: ApiError) -> NoReturn:
+        if status == 401:
+            detail = f"authentication failed: {err.message}; check {self._auth_hint}"
+        elif status == 403:
+            detail = f"access denied: {err.message}; check {self._auth_hint} and the permissions they grant"
+        elif 300 <= status < 400:
+            detail = f"unexpected redirect ({err.message}); check the provider's endpoint"
+        else:
+            detail = f"refused: {err.message}"
+            if err.payload:
+                detail += f" {_trim(_encode_json(err.payload).decode('utf-8'))}"
+        raise PermanentProviderError(
+            f"{what} {detail}{_request_id(err)}", provider=self.provider, status=status, code=err.code
+        )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default context, built once: loading the CA bundle costs ~50 ms per client otherwise."""
+    return httpx.create_ssl_context()
+
+
+def _request_id(err: ApiError) -> str:
+    return f" [request id {err.request_id}]" if err.request_id else ""
+
+
+def _encode_json(value: Any) -> bytes:
+    """One encoding for every attempt, so a resent create is byte-identical to the first."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _query_value(value: str | int | float | bool) -> str:
+    """Both APIs spell booleans ``true``/``false``; Python would say ``True``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _trim(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

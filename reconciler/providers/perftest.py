@@ -1,0 +1,247 @@
+"""CodeArts PerfTest (CPTS): create a task, read one, list a test project's tasks.
+
+The create has no idempotency key, so it is sent with ``idempotent=False``: ``HttpClient`` resends it only
+when it certainly never reached the server, and otherwise raises ``OutcomeUnknownError``. The listing and
+``find_tasks_by_name`` exist for what the caller does next: find the one task with that name and adopt it.
+That only works if the listing is complete, which is why ``list_tasks`` is careful about paging.
+
+Two IDs must not be confused: the path's ``{cloud}`` is the 32-hex *cloud* project id; a task body's
+``project_id`` (and ``test_project_id`` here) is the integer id of a CPTS *test project*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from datetime import UTC, datetime
+from typing import Any, Unpack
+
+import httpx
+
+from reconciler.errors import OutcomeUnknownError, PermanentProviderError
+from reconciler.providers import signing
+from reconciler.providers.http import HttpClient, HttpOptions
+
+#: The code CPTS answers (with HTTP 403) for a task or test project that does not exist or was deleted.
+MISSING_CODE = "SVCSTG.CPTS.4032002"
+#: Rows asked for per listing page; a server that caps lower is handled (see ``list_tasks``).
+PAGE_SIZE = 100
+#: A listing that has not ended after this many pages is a server ignoring our paging: stop, do not spin.
+MAX_PAGES = 10_000
+
+
+class AkSkAuth(httpx.Auth):
+    """SDK-HMAC-SHA256 request signing, computed per attempt so that a retry carries a fresh ``X-Sdk-Date``.
+
+    Only the headers set here are signed, exactly as ``huaweicloudsdkcore`` does; the gateway recomputes the
+    signature from what it receives, so the ``Host`` signed is the one httpx sends.
+    """
+
+    requires_request_body = True
+
+    def __init__(
+        self,
+        *,
+        access_key: str,
+        secret_key: str,
+        cloud_project_id: str,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._cloud_project_id = cloud_project_id
+        self._now = now
+
+    def __repr__(self) -> str:
+        return "AkSkAuth(<redacted>)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        signed = {
+            "Content-Type": "application/json",
+            "Host": request.headers["Host"],
+            "X-Sdk-Date": self._now().strftime(signing.DATE_FORMAT),
+            "X-Project-Id": self._cloud_project_id,
+        }
+        request.headers.update(signed)
+        request.headers["Authorization"] = signing.sign(
+            method=request.method,
+            url=str(request.url),
+            headers=signed,
+            body=request.content,
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+        )
+        yield request
+
+
+class TokenAuth(httpx.Auth):
+    """An IAM token in ``X-Auth-Token``, with the same project and content headers the SDK sends."""
+
+    def __init__(self, *, token: str, cloud_project_id: str) -> None:
+        self._token = token
+        self._cloud_project_id = cloud_project_id
+
+    def __repr__(self) -> str:
+        return "TokenAuth(<redacted>)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Content-Type"] = "application/json"
+        request.headers["X-Project-Id"] = self._cloud_project_id
+        request.headers["X-Auth-Token"] = self._token
+        yield request
+
+
+class PerfTestClient:
+    """One CPTS endpoint and cloud project, authenticated by AK/SK or by token."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        endpoint: str,
+        cloud_project_id: str,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        token: str | None = None,
+        rate_limit: float,
+        credentials_hint: str | None = None,
+        page_size: int = PAGE_SIZE,
+        **http_options: Unpack[HttpOptions],
+    ) -> None:
+        auth: httpx.Auth
+        if access_key and secret_key:
+            auth = AkSkAuth(access_key=access_key, secret_key=secret_key, cloud_project_id=cloud_project_id)
+            hint = credentials_hint or "the access key and secret key"
+        elif token:
+            auth = TokenAuth(token=token, cloud_project_id=cloud_project_id)
+            hint = credentials_hint or "the IAM token"
+        else:
+            raise ValueError("PerfTestClient needs access_key and secret_key, or token")
+        self.name = name
+        self.cloud_project_id = cloud_project_id
+        self.page_size = page_size
+        self.http = HttpClient(
+            endpoint, provider=name, auth=auth, rate_limit=rate_limit, auth_hint=hint, **http_options
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> PerfTestClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- create --------------------------------------------------------------------------------------------
+
+    def create_task(self, body: dict[str, Any]) -> int:
+        """Create a task and return its id; never resent once it may have reached the server."""
+        path = f"/v3/{self.cloud_project_id}/tasks"
+        try:
+            answer = self.http.request_json("POST", path, json=body, idempotent=False)
+        except PermanentProviderError as err:
+            if err.code == MISSING_CODE:
+                raise self._missing_project(body.get("project_id"), err) from err
+            raise
+        task_id = answer.get("task_id") if isinstance(answer, dict) else None
+        if isinstance(task_id, bool) or not isinstance(task_id, int | str) or not str(task_id).isdigit():
+            # 2xx means the server acted; without an id we cannot know what it made.
+            raise OutcomeUnknownError(
+                f"POST {path} answered success without a task_id ({str(answer)[:200]}); the task may exist, "
+                f"resolve it before resending",
+                provider=self.name,
+            )
+        return int(task_id)
+
+    # --- reads ---------------------------------------------------------------------------------------------
+
+    def get_task(self, task_id: int) -> dict[str, Any] | None:
+        """The task's ``taskInfo`` with its ``id`` added, or None if CPTS says it does not exist."""
+        path = f"/v1/{self.cloud_project_id}/tasks/{task_id}"
+        try:
+            answer = self.http.request_json("GET", path, idempotent=True)
+        except PermanentProviderError as err:
+            if err.code == MISSING_CODE:
+                return None
+            raise
+        info = answer.get("taskInfo") if isinstance(answer, dict) else None
+        if not isinstance(info, dict):
+            raise PermanentProviderError(
+                f"GET {path} answered without taskInfo ({str(answer)[:200]})", provider=self.name
+            )
+        return {**info, "id": task_id}
+
+    def list_tasks(self, test_project_id: int) -> list[dict[str, Any]]:
+        """Every task of a test project, each once.
+
+        Whether ``offset`` counts rows or pages is unconfirmed, and an incomplete listing would make recovery
+        create a duplicate, so this asks for offsets 0 and 1 and reads the answer: page 1 starting with page
+        0's second row means row offsets; the same rows again means pages numbered from 1 (0 read as 1);
+        anything else means page numbers. It then walks on until a page is empty, brings no new id, or is
+        shorter than the longest page seen (not than ``limit``: a server may cap the page size below it).
+        """
+        fetch = self._page_fetcher(test_project_id)
+        found: dict[Any, dict[str, Any]] = {}
+
+        def take(page: list[dict[str, Any]]) -> int:
+            new = 0
+            for task in page:
+                key = task.get("id")
+                if key not in found:
+                    found[key] = task
+                    new += 1
+            return new
+
+        first, second = fetch(0), fetch(1)
+        by_rows = len(first) >= 2 and bool(second) and second[0].get("id") == first[1].get("id")
+        take(first)
+        if not take(second) and (by_rows or not second):
+            return list(found.values())
+        longest, last = max(len(first), len(second)), second
+        offset = 1 + len(second) if by_rows else 2
+        for _ in range(MAX_PAGES):
+            if len(last) < longest:
+                break
+            page = fetch(offset)
+            if not page or not take(page):
+                break
+            longest, last = max(longest, len(page)), page
+            offset = offset + len(page) if by_rows else offset + 1
+        return list(found.values())
+
+    def find_tasks_by_name(self, test_project_id: int, name: str) -> list[dict[str, Any]]:
+        """The test project's tasks called ``name``: exactly one is an adoptable create, more is ambiguous."""
+        return [task for task in self.list_tasks(test_project_id) if task.get("name") == name]
+
+    def _page_fetcher(self, test_project_id: int) -> Callable[[int], list[dict[str, Any]]]:
+        path = f"/v1/{self.cloud_project_id}/all-tasks/{test_project_id}"
+
+        def fetch(offset: int) -> list[dict[str, Any]]:
+            params = {"offset": offset, "limit": self.page_size}
+            try:
+                answer = self.http.request_json("GET", path, params=params, idempotent=True)
+            except PermanentProviderError as err:
+                if err.code == MISSING_CODE:
+                    raise self._missing_project(test_project_id, err) from err
+                raise
+            tasks = answer.get("tasks") if isinstance(answer, dict) else None
+            if tasks is None:
+                return []
+            if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+                raise PermanentProviderError(
+                    f"GET {path} answered an unexpected tasks list ({str(tasks)[:200]})", provider=self.name
+                )
+            return tasks
+
+        return fetch
+
+    def _missing_project(
+        self, test_project_id: object, err: PermanentProviderError
+    ) -> PermanentProviderError:
+        return PermanentProviderError(
+            f"test project {test_project_id} does not exist in cloud project {self.cloud_project_id} "
+            f"(or was deleted); create it in CodeArts PerfTest or fix the task's project_id",
+            provider=self.name,
+            status=err.status,
+            code=err.code,
+        )

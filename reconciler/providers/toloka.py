@@ -1,0 +1,272 @@
+"""Toloka: create task suites as one asynchronous operation, follow it, read its log, list suites.
+
+A create carries the caller's ``operation_id``, and Toloka refuses a second operation with the same id
+(``409 OPERATION_ALREADY_EXISTS``), so it is safe to resend after any failure: ``HttpClient`` retries it like
+a read, and a 409 simply means "the first attempt got through; read that operation". Each submitted item is
+marked with ``__item_idx`` (as the official client does); Toloka echoes it in the operation log, which is how
+log entries map back to the caller's items.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Unpack
+
+import httpx
+
+from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
+from reconciler.providers.http import HttpClient, HttpOptions
+
+API_PATH = "/api/v1"
+#: The official client sends the first; one old example spells it the second way.
+BATCH_CREATE_TYPES = frozenset({"TASK_SUITE.BATCH_CREATE", "TASK_SUITE.BATCH.CREATE"})
+DONE_STATUSES = frozenset({"SUCCESS", "FAIL"})
+ITEM_IDX = "__item_idx"
+OPTION_NAMES = ("allow_defaults", "open_pool", "skip_invalid_items")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An asynchronous Toloka operation; ``raw`` keeps every field, including ones not modelled here."""
+
+    id: str
+    status: str
+    type: str
+    submitted: str | None
+    started: str | None
+    finished: str | None
+    details: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @classmethod
+    def from_json(cls, raw: Any, *, provider: str = "") -> Operation:
+        if not isinstance(raw, dict) or not raw.get("id") or not raw.get("status"):
+            raise PermanentProviderError(f"not an operation: {str(raw)[:200]}", provider=provider)
+        details = raw.get("details")
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw["status"]),
+            type=str(raw.get("type") or ""),
+            submitted=raw.get("submitted"),
+            started=raw.get("started"),
+            finished=raw.get("finished"),
+            details=details if isinstance(details, dict) else {},
+            raw=raw,
+        )
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of an operation log: a suite created (``output.task_suite_id``) or an item refused."""
+
+    success: bool
+    item_idx: int | None
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, raw: Any) -> LogEntry:
+        raw = raw if isinstance(raw, dict) else {}
+        given = raw.get("input")
+        output = raw.get("output")
+        item = given if isinstance(given, dict) else {}
+        return cls(
+            success=raw.get("success") is True,
+            item_idx=_int_or_none(item.get(ITEM_IDX)),
+            input=item,
+            output=output if isinstance(output, dict) else {},
+        )
+
+
+class ApiKeyAuth(httpx.Auth):
+    """``Authorization: {scheme} {token}``, kept out of the client's default headers and its repr."""
+
+    def __init__(self, *, token: str, scheme: str = "ApiKey") -> None:
+        self._value = f"{scheme} {token}"
+
+    def __repr__(self) -> str:
+        return "ApiKeyAuth(<redacted>)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._value
+        yield request
+
+
+class TolokaClient:
+    """One Toloka endpoint (``https://toloka.dev`` or the sandbox), authenticated by an API key or OAuth."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        endpoint: str,
+        token: str,
+        scheme: str = "ApiKey",
+        rate_limit: float,
+        credentials_hint: str | None = None,
+        **http_options: Unpack[HttpOptions],
+    ) -> None:
+        if not token:
+            raise ValueError("TolokaClient needs a token")
+        self.name = name
+        self._sleep = http_options.get("sleep", time.sleep)
+        self.http = HttpClient(
+            endpoint.rstrip("/") + API_PATH,
+            provider=name,
+            auth=ApiKeyAuth(token=token, scheme=scheme),
+            rate_limit=rate_limit,
+            auth_hint=credentials_hint or f"the Toloka {'API key' if scheme == 'ApiKey' else 'OAuth token'}",
+            **http_options,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> TolokaClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- create --------------------------------------------------------------------------------------------
+
+    def create_task_suites_async(
+        self, *, operation_id: str, items: list[dict[str, Any]], options: dict[str, bool]
+    ) -> Operation:
+        """Submit ``items`` as one operation named ``operation_id``; safe to call again with the same id.
+
+        Items without ``__item_idx`` get their index in ``items``, so the log maps back to them.
+        """
+        unknown = set(options) - set(OPTION_NAMES)
+        if unknown:
+            raise ValueError(f"unknown task suite options: {sorted(unknown)}")
+        params: dict[str, str | bool] = {"async_mode": True, "operation_id": operation_id}
+        params.update({name: bool(options.get(name, False)) for name in OPTION_NAMES})
+        body = [item if ITEM_IDX in item else {**item, ITEM_IDX: idx} for idx, item in enumerate(items)]
+        try:
+            answer = self.http.request_json("POST", "/task-suites", params=params, json=body, idempotent=True)
+        except PermanentProviderError as err:
+            if err.status != 409 or err.code != "OPERATION_ALREADY_EXISTS":
+                raise
+            existing = self.get_operation(operation_id)
+            if existing is None:
+                raise TransientProviderError(
+                    f"operation {operation_id} was reported as existing but cannot be read yet; retry later",
+                    provider=self.name,
+                    operation_id=operation_id,
+                ) from err
+            return self._check_type(existing)
+        return self._check_type(Operation.from_json(answer, provider=self.name))
+
+    def _check_type(self, operation: Operation) -> Operation:
+        """An id shared with some other kind of operation is a collision, never our batch."""
+        if operation.type not in BATCH_CREATE_TYPES:
+            raise PermanentProviderError(
+                f"operation {operation.id} is a {operation.type or 'untyped'} operation, not a task suite "
+                f"batch create; operation ids must not be reused",
+                provider=self.name,
+                operation_id=operation.id,
+            )
+        return operation
+
+    # --- operations ----------------------------------------------------------------------------------------
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        """The operation, or None if Toloka never accepted it (then it is safe to send)."""
+        answer = self._get_or_none(f"/operations/{operation_id}")
+        return None if answer is None else Operation.from_json(answer, provider=self.name)
+
+    def wait_operation(
+        self, operation_id: str, *, timeout: float = 600.0, poll_initial: float = 0.05, poll_max: float = 2.0
+    ) -> Operation:
+        """Poll until the operation is SUCCESS or FAIL; polls grow from ``poll_initial`` to ``poll_max``."""
+        start = time.monotonic()
+        waited = 0.0
+        delay = poll_initial
+        while True:
+            operation = self.get_operation(operation_id)
+            if operation is not None and operation.done:
+                return operation
+            # Counting our own sleeps as well keeps the timeout meaningful when tests inject a fake sleep.
+            if max(waited, time.monotonic() - start) >= timeout:
+                status = operation.status if operation is not None else "not found"
+                raise TransientProviderError(
+                    f"operation {operation_id} did not finish within {timeout:g}s (last status: {status}); "
+                    f"it keeps running on the server, run again later to pick up its result",
+                    provider=self.name,
+                    operation_id=operation_id,
+                )
+            self._sleep(delay)
+            waited += delay
+            delay = min(poll_max, delay * 2)
+
+    def operation_log(self, operation_id: str) -> list[LogEntry]:
+        answer = self.http.request_json("GET", f"/operations/{operation_id}/log", idempotent=True)
+        if not isinstance(answer, list):
+            raise PermanentProviderError(
+                f"the log of operation {operation_id} is not a list ({str(answer)[:200]})",
+                provider=self.name,
+                operation_id=operation_id,
+            )
+        return [LogEntry.from_json(entry) for entry in answer]
+
+    # --- task suites ---------------------------------------------------------------------------------------
+
+    def get_task_suite(self, suite_id: str) -> dict[str, Any] | None:
+        answer = self._get_or_none(f"/task-suites/{suite_id}")
+        if answer is not None and not isinstance(answer, dict):
+            raise PermanentProviderError(f"task suite {suite_id} is not an object", provider=self.name)
+        return answer
+
+    def list_task_suites(
+        self,
+        *,
+        pool_id: str,
+        id_gt: str | None = None,
+        created_gte: str | None = None,
+        limit: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """A pool's suites in id order, page by page (each page continues after the last id seen)."""
+        after = id_gt
+        while True:
+            params: dict[str, str | int] = {"pool_id": pool_id, "sort": "id", "limit": limit}
+            if after is not None:
+                params["id_gt"] = after
+            if created_gte is not None:
+                params["created_gte"] = created_gte
+            answer = self.http.request_json("GET", "/task-suites", params=params, idempotent=True)
+            items = answer.get("items") if isinstance(answer, dict) else None
+            if not isinstance(items, list):
+                raise PermanentProviderError(
+                    f"GET /task-suites answered without items ({str(answer)[:200]})", provider=self.name
+                )
+            yield from items
+            last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
+            if not answer.get("has_more") or last is None or last == after:
+                return
+            after = str(last)
+
+    def _get_or_none(self, path: str) -> Any:
+        """GET, with Toloka's ``404 DOES_NOT_EXIST`` as None; another 404 (wrong endpoint) stays an error."""
+        try:
+            return self.http.request_json("GET", path, idempotent=True)
+        except ProviderError as err:
+            if err.status == 404 and err.code == "DOES_NOT_EXIST":
+                return None
+            raise
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

@@ -1,0 +1,268 @@
+"""How plans, outcomes and errors look: for a person at a terminal, or as JSON lines for a pipeline.
+
+Human output follows ``terraform plan``: one line per action with its sign, the reason or the field diff
+under it, and a summary line. A data-driven set of thousands of suites is folded after a few lines (``-v``
+shows every one), because nobody reads 100,000 identical ``+`` lines. JSON output is one object per line,
+each with a ``type``, like Terraform's ``-json``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any, TextIO
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from reconciler.applier import ApplyEvent, ApplyResult
+from reconciler.plan import Action, ActionType, FieldChange, Plan
+
+_COLOURS = {
+    ActionType.CREATE: "green",
+    ActionType.CHANGE: "yellow",
+    ActionType.REPLACE: "magenta",
+    ActionType.ORPHAN: "red",
+    ActionType.RESOLVE: "cyan",
+    ActionType.NOOP: None,
+}
+
+_VERBS = {
+    ActionType.CREATE: "to create",
+    ActionType.REPLACE: "to replace",
+    ActionType.CHANGE: "changed (refused without --replace)",
+    ActionType.ORPHAN: "orphaned",
+    ActionType.RESOLVE: "to resolve",
+    ActionType.NOOP: "unchanged",
+}
+
+FOLD_AFTER = 10
+FOLD_GROUPS_LARGER_THAN = 50
+
+
+class Printer:
+    """Writes lines, coloured or not; the only place that decides about colour."""
+
+    def __init__(self, out: TextIO, *, color: bool) -> None:
+        self.out = out
+        self.color = color
+
+    def line(self, text: str = "", *, fg: str | None = None, bold: bool = False) -> None:
+        if self.color and (fg or bold):
+            text = click.style(text, fg=fg, bold=bold)
+        self.out.write(text + "\n")
+
+
+def _value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _diff_line(change: FieldChange) -> tuple[str, str]:
+    if change.change == "added":
+        return f"      + {change.path}: {_value(change.after)}", "green"
+    if change.change == "removed":
+        return f"      - {change.path}: {_value(change.before)}", "red"
+    return f"      ~ {change.path}: {_value(change.before)} -> {_value(change.after)}", "yellow"
+
+
+def _set_name(address: str) -> str | None:
+    parts = address.split("/")
+    return "/".join(parts[:2]) if parts[0] == "TaskSuiteSet" and len(parts) > 2 else None
+
+
+def render_plan(plan: Plan, printer: Printer, *, verbose: bool = False) -> None:
+    if not plan.actions:
+        printer.line(
+            f"No changes. The state matches the manifests ({plan.noop_count} resources up to date).",
+            fg="green",
+            bold=True,
+        )
+        return
+    printer.line("reconciler will perform these actions:", bold=True)
+    printer.line()
+    sizes: dict[tuple[ActionType, str], int] = {}
+    for action in plan.actions:
+        group = _set_name(action.address)
+        if group is not None:
+            sizes[(action.type, group)] = sizes.get((action.type, group), 0) + 1
+    shown: dict[tuple[ActionType, str], int] = {}
+    folded: dict[tuple[ActionType, str], int] = {}
+    for action in plan.actions:
+        group = _set_name(action.address)
+        if group is not None and not verbose and sizes[(action.type, group)] > FOLD_GROUPS_LARGER_THAN:
+            key = (action.type, group)
+            shown[key] = shown.get(key, 0) + 1
+            if shown[key] > FOLD_AFTER:
+                folded[key] = folded.get(key, 0) + 1
+                continue
+        _render_action(action, printer)
+    for (action_type, group), count in folded.items():
+        printer.line(
+            f"  {action_type.sign} ... and {count} more {group}/* {_VERBS[action_type]} (-v lists every one)",
+            fg=_COLOURS[action_type],
+        )
+    printer.line()
+    printer.line(summary_line(plan), bold=True)
+
+
+def _render_action(action: Action, printer: Printer) -> None:
+    colour = _COLOURS[action.type]
+    suffix = f" (remote id {action.remote_id})" if action.remote_id else ""
+    printer.line(f"  {action.type.sign} {action.address}{suffix}", fg=colour)
+    if action.type is not ActionType.CREATE or action.attempt:
+        printer.line(f"      # {action.reason}")
+    for change in action.diff:
+        text, fg = _diff_line(change)
+        printer.line(text, fg=fg)
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.counts()
+    parts = [
+        f"{counts['create']} to create",
+        f"{counts['replace']} to replace",
+        f"{counts['change']} changed (refused without --replace)",
+    ]
+    for optional in (ActionType.RESOLVE, ActionType.ORPHAN):
+        if counts[optional.value]:
+            parts.append(f"{counts[optional.value]} {_VERBS[optional]}")
+    parts.append(f"{counts['noop']} unchanged")
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def plan_events(plan: Plan) -> Iterator[dict[str, Any]]:
+    for action in plan.actions:
+        event: dict[str, Any] = {
+            "type": "planned_change",
+            "action": action.type.value,
+            "address": action.address,
+            "kind": action.kind,
+            "provider": action.provider,
+            "reason": action.reason,
+        }
+        if action.remote_id:
+            event["remote_id"] = action.remote_id
+        if action.diff:
+            event["diff"] = [
+                {"path": c.path, "change": c.change, "before": c.before, "after": c.after} for c in action.diff
+            ]
+        yield event
+    yield {
+        "type": "change_summary",
+        "changes": plan.counts(),
+        "has_changes": plan.has_changes,
+        "lineage": plan.lineage,
+        "serial": plan.serial,
+        "manifest_digest": plan.manifest_digest,
+    }
+
+
+def write_event(out: TextIO, event: dict[str, Any]) -> None:
+    out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+class ApplyReporter:
+    """Shows apply as it goes: a progress bar on a terminal, JSON lines with --json, plain lines otherwise.
+
+    Called from worker threads; rich's progress is thread-safe, and plain writes are serialised here.
+    """
+
+    PER_RESOURCE_LINES_UP_TO = 100
+
+    def __init__(self, printer: Printer, *, as_json: bool, total: int) -> None:
+        self.printer = printer
+        self.as_json = as_json
+        self.total = total
+        self._write_lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if not as_json and printer.out.isatty() and total > 0:
+            self._progress = Progress(
+                TextColumn("[bold]applying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=printer.out, no_color=not printer.color),
+                transient=True,
+            )
+
+    def __enter__(self) -> ApplyReporter:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("apply", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def event(self, event: ApplyEvent) -> None:
+        if self.as_json:
+            payload = {k: v for k, v in asdict(event).items() if v is not None}
+            payload["type"] = f"apply_{event.type}"
+            with self._write_lock:
+                write_event(self.printer.out, payload)
+            return
+        if event.type in ("created", "failed", "unresolved", "adopted") and self._progress is not None:
+            if self._task is not None and event.type != "adopted":
+                self._progress.advance(self._task, event.count)
+        text, colour = self._line(event)
+        if text is None:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, style=colour or "", markup=False, highlight=False)
+        else:
+            with self._write_lock:
+                self.printer.line(text, fg=colour)
+
+    def _line(self, event: ApplyEvent) -> tuple[str | None, str | None]:
+        few = self.total <= self.PER_RESOURCE_LINES_UP_TO
+        if event.type == "created" and few:
+            return f"  + {event.address}: created (remote id {event.remote_id})", "green"
+        if event.type == "adopted":
+            return f"  + {event.address}: found the object an interrupted call made (remote id {event.remote_id})", "green"
+        if event.type == "failed":
+            return f"  x {event.address}: failed: {event.message}", "red"
+        if event.type == "unresolved":
+            return f"  ? {event.address}: unresolved: {event.message}", "yellow"
+        if event.type == "warning":
+            where = f"{event.address}: " if event.address else ""
+            return f"  ! {where}{event.message}", "yellow"
+        return None, None
+
+    def summary(self, result: ApplyResult) -> None:
+        if self.as_json:
+            write_event(
+                self.printer.out,
+                {
+                    "type": "apply_summary",
+                    "created": result.created,
+                    "adopted": result.adopted,
+                    "failed": len(result.failed),
+                    "unresolved": len(result.unresolved),
+                    "skipped": result.skipped,
+                    "interrupted": result.interrupted,
+                    "stopped_by": result.stopped_by,
+                    "ok": result.ok,
+                },
+            )
+            return
+        self.printer.line()
+        parts = [f"{result.created} created"]
+        if result.adopted:
+            parts.append(f"{result.adopted} of them found after an interrupted call")
+        parts.append(f"{len(result.failed)} failed")
+        if result.unresolved:
+            parts.append(f"{len(result.unresolved)} unresolved (run apply again)")
+        if result.skipped:
+            parts.append(f"{result.skipped} not started")
+        colour = "green" if result.ok else "red"
+        head = "Apply complete" if result.ok else ("Apply interrupted" if result.interrupted else "Apply finished with errors")
+        self.printer.line(f"{head}: {', '.join(parts)}.", fg=colour, bold=True)
+        if result.stopped_by:
+            self.printer.line(f"Stopped: {result.stopped_by}", fg="red")

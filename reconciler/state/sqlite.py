@@ -1,0 +1,650 @@
+"""The default state store: one SQLite file per workspace, private to its owner.
+
+Durability is the product here: an intent that ``record_intent`` returned from must survive a SIGKILL and a
+power cut, so the file runs in WAL mode with ``synchronous=FULL`` (every commit is fsynced; ``fullfsync``
+too, which matters on macOS), and every write method is a single ``BEGIN IMMEDIATE`` transaction, which also
+serialises writers across threads and processes.
+
+Tables (``format_version`` 1):
+
+- ``meta``: key/value; ``lineage``, ``serial``, ``format_version``, ``created_at``.
+- ``resources``: one row per address. The narrow columns the planner reads come first and the JSON columns
+  (``spec``, ``remote``) last, so a scan for summaries never touches their overflow pages.
+- ``intents``: ordered by ``seq``; ``addresses`` and ``detail`` are JSON; ``resolved`` is 0 or 1.
+- ``journal``: append-only (triggers refuse updates and deletes, which is also why ``seq``, the rowid, only
+  grows).
+- ``lock``: at most one row; ``expires`` is the epoch second it lapses at, ``expires_at`` the same for humans.
+
+The file's SQLite ``application_id`` marks it as a reconciler state, so another SQLite database given by
+mistake is refused instead of being written into.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import StateError, StateLockedError, StateVersionError, UnknownAddressError
+from reconciler.state.base import (
+    FORMAT_VERSION,
+    Intent,
+    JournalEntry,
+    LockInfo,
+    Outcome,
+    PendingResource,
+    ResourceRecord,
+    ResourceSummary,
+    StateMeta,
+    Status,
+)
+
+APPLICATION_ID = 0x52434E4C  # "RCNL"
+BUSY_TIMEOUT = 15.0
+IN_CHUNK = 500
+FETCH_CHUNK = 5000
+
+_STATUS = {s.value: s for s in Status}
+_SUMMARY_SLOTS = [getattr(ResourceSummary, f.name).__set__ for f in dataclasses.fields(ResourceSummary)]
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL);
+CREATE TABLE resources (
+    address TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'created', 'failed')),
+    remote_id TEXT,
+    operation_id TEXT,
+    attempt INTEGER NOT NULL,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    refreshed_at TEXT,
+    spec TEXT NOT NULL,
+    remote TEXT
+);
+CREATE TABLE intents (
+    seq INTEGER PRIMARY KEY,
+    operation_id TEXT NOT NULL UNIQUE,
+    provider TEXT NOT NULL,
+    action TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    resolved_at TEXT,
+    addresses TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX intents_open ON intents (seq) WHERE resolved = 0;
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    address TEXT,
+    operation_id TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX journal_address ON journal (address);
+CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TABLE lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    lock_id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
+_SUMMARY_COLUMNS = ", ".join(f.name for f in dataclasses.fields(ResourceSummary))
+_RECORD_COLUMNS = (
+    "address, kind, provider, spec, spec_hash, status, remote_id, operation_id, attempt, error, "
+    "created_at, updated_at, remote, refreshed_at"
+)
+_INTENT_COLUMNS = "operation_id, provider, action, addresses, fingerprint, detail, created_at, resolved"
+_LOCK_COLUMNS = "lock_id, holder, operation, started_at, expires_at"
+
+_UPSERT_PENDING = """
+INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error,
+                       created_at, updated_at, refreshed_at, spec, remote)
+VALUES (?, ?, ?, ?, 'pending', NULL, ?, ?, NULL, ?, ?, NULL, ?, NULL)
+ON CONFLICT (address) DO UPDATE SET
+    kind = excluded.kind, provider = excluded.provider, spec_hash = excluded.spec_hash, status = 'pending',
+    remote_id = NULL, operation_id = excluded.operation_id, attempt = excluded.attempt, error = NULL,
+    updated_at = excluded.updated_at, refreshed_at = NULL, spec = excluded.spec, remote = NULL
+"""
+
+_APPLY_OUTCOME = """
+UPDATE resources SET status = ?1, remote_id = ?2, error = ?3, updated_at = ?4,
+    remote = coalesce(?5, remote), refreshed_at = CASE WHEN ?5 IS NULL THEN refreshed_at ELSE ?4 END
+WHERE address = ?6 AND operation_id = ?7
+"""
+
+_INSERT_INTENT = (
+    "INSERT INTO intents (operation_id, provider, action, fingerprint, created_at, addresses, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+_RESOLVE = "UPDATE intents SET resolved = 1, resolved_at = ? WHERE operation_id = ? AND resolved = 0"
+
+_JOURNAL = "INSERT INTO journal (at, event, address, operation_id, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def utc_iso(seconds: float) -> str:
+    """Fixed width (always microseconds), so timestamps sort as strings."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _loads_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class SqliteStateStore:
+    """A ``StateStore`` in one SQLite file; safe to share between threads of one process.
+
+    ``clock`` returns epoch seconds; tests pass their own to control lock expiry and timestamps.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._mutex = threading.RLock()
+        self._conn = _open(self.path)
+
+    def __enter__(self) -> SqliteStateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStateStore({str(self.path)!r})"
+
+    # reads
+
+    def meta(self) -> StateMeta:
+        with self._read() as db:
+            values = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        return StateMeta(
+            lineage=values["lineage"], serial=values["serial"], format_version=values["format_version"]
+        )
+
+    def summaries(self) -> Iterator[ResourceSummary]:
+        """Streams from its own connection in one read transaction: a consistent snapshot that does not
+        hold up writers, however slowly the caller consumes it. Rows come in insertion order."""
+        try:
+            conn = _connect(self.path)
+        except sqlite3.Error as e:
+            raise self._error(e) from e
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("BEGIN")
+            cursor = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM resources")
+            while rows := cursor.fetchmany(FETCH_CHUNK):
+                yield from _summaries(rows)
+        except sqlite3.Error as e:
+            raise self._error(e) from e
+        finally:
+            conn.close()
+
+    def get(self, *, address: str) -> ResourceRecord | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address = ?", (address,)
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def get_many(self, *, addresses: Iterable[str]) -> dict[str, ResourceRecord]:
+        wanted = list(dict.fromkeys(addresses))
+        found: dict[str, ResourceRecord] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address IN ({','.join('?' * len(chunk))})"
+            with self._read() as db:
+                rows = db.execute(sql, chunk).fetchall()
+            found.update((row[0], _record(row)) for row in rows)
+        return found
+
+    def open_intents(self) -> list[Intent]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_INTENT_COLUMNS} FROM intents WHERE resolved = 0 ORDER BY seq"
+            ).fetchall()
+        return [_intent(row) for row in rows]
+
+    def history(self, *, address: str | None = None, limit: int = 100) -> list[JournalEntry]:
+        where, args = ("WHERE address = ?", [address]) if address is not None else ("", [])
+        columns = "seq, at, event, address, operation_id, detail"
+        sql = f"SELECT {columns} FROM journal {where} ORDER BY seq DESC LIMIT ?"
+        with self._read() as db:
+            rows = db.execute(sql, [*args, limit]).fetchall()
+        return [JournalEntry(s, at, e, a, o, json.loads(d)) for s, at, e, a, o, d in reversed(rows)]
+
+    def current_lock(self) -> LockInfo | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
+        return None if row is None else LockInfo(*row)
+
+    # writes that bump the serial
+
+    def record_intent(self, *, intent: Intent, resources: Sequence[PendingResource]) -> None:
+        """Rows are serialised before the transaction opens: the write lock is held only for the inserts."""
+        _check_covers(intent, resources)
+        at = self._now()
+        op = intent.operation_id
+        addresses, detail = _dumps(intent.addresses), _dumps(intent.detail)
+        head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail)
+        rows = [
+            (r.address, r.kind, r.provider, r.spec_hash, op, r.attempt, at, at, _dumps(r.spec))
+            for r in resources
+        ]
+        entries = [(at, "intent", r.address, op, _intent_entry(r)) for r in resources]
+        entries += [(at, "replaced", r.address, op, _replaced_entry(r)) for r in resources if r.replaces]
+        with self._write(bump=True) as db:
+            if db.execute("SELECT 1 FROM intents WHERE operation_id = ?", (op,)).fetchone():
+                raise StateError(f"an intent with operation id {op} is already recorded")
+            db.execute(_INSERT_INTENT, head)
+            db.executemany(_UPSERT_PENDING, rows)
+            db.executemany(_JOURNAL, entries)
+
+    def record_outcomes(self, *, operation_id: str, outcomes: Sequence[Outcome], resolved: bool) -> None:
+        if not outcomes and not resolved:
+            return
+        at = self._now()
+        op = operation_id
+        rows = [
+            (o.status.value, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op)
+            for o in outcomes
+        ]
+        entries: list[tuple[str, str, str | None, str, str]]
+        entries = [(at, o.status.value, o.address, op, _outcome_entry(o)) for o in outcomes]
+        if resolved:
+            entries.append((at, "resolved", None, op, "{}"))
+        with self._write(bump=True) as db:
+            row = db.execute("SELECT addresses FROM intents WHERE operation_id = ?", (op,)).fetchone()
+            if row is None:
+                raise StateError(f"no intent with operation id {op} is recorded")
+            covered = set(json.loads(row[0]))
+            strays = [o.address for o in outcomes if o.address not in covered]
+            if strays:
+                raise ValueError(f"outcomes for addresses outside intent {op}: {strays[:5]}")
+            db.executemany(_APPLY_OUTCOME, rows)
+            if resolved:
+                db.execute(_RESOLVE, (at, op))
+            db.executemany(_JOURNAL, entries)
+
+    def forget(self, *, address: str) -> None:
+        at = self._now()
+        with self._write(bump=True) as db:
+            row = db.execute(
+                "SELECT kind, provider, remote_id, status, spec_hash FROM resources WHERE address = ?",
+                (address,),
+            ).fetchone()
+            if row is None:
+                raise UnknownAddressError(f"{address} is not in the state")
+            db.execute("DELETE FROM resources WHERE address = ?", (address,))
+            kind, provider, remote_id, status, spec_hash = row
+            detail = {
+                "kind": kind,
+                "provider": provider,
+                "remote_id": remote_id,
+                "status": status,
+                "spec_hash": spec_hash,
+            }
+            db.execute(_JOURNAL, (at, "forgotten", address, None, _dumps(detail)))
+
+    def import_resource(
+        self, *, address: str, kind: str, provider: str, remote_id: str, spec: dict[str, Any], spec_hash: str
+    ) -> None:
+        at = self._now()
+        with self._write(bump=True) as db:
+            row = db.execute("SELECT remote_id FROM resources WHERE address = ?", (address,)).fetchone()
+            if row is not None:
+                raise StateError(
+                    f"{address} is already in the state (remote id {row[0]}); "
+                    f"`reconciler state forget {address}` first to import another object"
+                )
+            db.execute(
+                "INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, attempt, "
+                "created_at, updated_at, spec) VALUES (?, ?, ?, ?, 'created', ?, 0, ?, ?, ?)",
+                (address, kind, provider, spec_hash, remote_id, at, at, _dumps(spec)),
+            )
+            detail = {"kind": kind, "provider": provider, "remote_id": remote_id, "spec_hash": spec_hash}
+            db.execute(_JOURNAL, (at, "imported", address, None, _dumps(detail)))
+
+    def record_refresh(self, *, views: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
+        """Addresses no longer in the state are skipped; the journal keeps one ``refreshed`` count."""
+        if not views:
+            return
+        at = self._now()
+        with self._write(bump=True) as db:
+            before = db.total_changes
+            db.executemany(
+                "UPDATE resources SET remote = ?, refreshed_at = ? WHERE address = ?",
+                [(_dumps_or_none(view), at, address) for address, view in views],
+            )
+            detail = {"count": db.total_changes - before, "gone": sum(1 for _, view in views if view is None)}
+            db.execute(_JOURNAL, (at, "refreshed", None, None, _dumps(detail)))
+
+    # writes that leave the serial alone
+
+    def update_intent_detail(self, *, operation_id: str, detail: dict[str, Any]) -> None:
+        with self._write(bump=False) as db:
+            cursor = db.execute(
+                "UPDATE intents SET detail = ? WHERE operation_id = ? AND resolved = 0",
+                (_dumps(detail), operation_id),
+            )
+            if cursor.rowcount != 1:
+                raise StateError(f"no open intent with operation id {operation_id}")
+
+    def acquire_lock(self, *, holder: str, operation: str, ttl: float) -> LockInfo:
+        now = self._clock()
+        info = LockInfo(str(uuid.uuid4()), holder, operation, utc_iso(now), utc_iso(now + ttl))
+        with self._write(bump=False) as db:
+            row = db.execute(f"SELECT {_LOCK_COLUMNS}, expires FROM lock").fetchone()
+            if row is not None and row[5] > now:
+                raise StateLockedError(lock_id=row[0], holder=row[1], operation=row[2], since=row[3])
+            db.execute(
+                "INSERT OR REPLACE INTO lock (id, lock_id, holder, operation, started_at, expires_at, "
+                "expires) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                (info.lock_id, holder, operation, info.started_at, info.expires_at, now + ttl),
+            )
+            if row is not None:
+                detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "expired_at": row[4]}
+                db.execute(_JOURNAL, (info.started_at, "lock_taken_over", None, None, _dumps(detail)))
+        return info
+
+    def renew_lock(self, *, lock_id: str, ttl: float) -> None:
+        """Renews even a lapsed lock, as long as nobody has taken it since."""
+        now = self._clock()
+        with self._write(bump=False) as db:
+            cursor = db.execute(
+                "UPDATE lock SET expires_at = ?, expires = ? WHERE lock_id = ?",
+                (utc_iso(now + ttl), now + ttl, lock_id),
+            )
+            if cursor.rowcount == 1:
+                return
+            row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
+        if row is None:
+            raise StateError(f"the lock {lock_id} was broken (`state unlock`) while this run held it")
+        raise StateLockedError(lock_id=row[0], holder=row[1], operation=row[2], since=row[3])
+
+    def release_lock(self, *, lock_id: str) -> None:
+        """Releasing a lock that is no longer ours does nothing: it is someone else's now."""
+        with self._write(bump=False) as db:
+            db.execute("DELETE FROM lock WHERE lock_id = ?", (lock_id,))
+
+    def force_unlock(self, *, lock_id: str) -> None:
+        at = self._now()
+        with self._write(bump=False) as db:
+            row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
+            if row is None or row[0] != lock_id:
+                now_held = (
+                    f"it is held by {row[1]} with lock id {row[0]}" if row else "the state is not locked"
+                )
+                raise StateError(f"no lock with id {lock_id}: {now_held}")
+            db.execute("DELETE FROM lock WHERE lock_id = ?", (lock_id,))
+            detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "since": row[3]}
+            db.execute(_JOURNAL, (at, "lock_broken", None, None, _dumps(detail)))
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+    # plumbing
+
+    def _now(self) -> str:
+        return utc_iso(self._clock())
+
+    def _error(self, e: sqlite3.Error) -> StateError:
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            return StateError(
+                f"{self.path}: the state file stayed busy for {BUSY_TIMEOUT:g}s; is a process stuck?"
+            )
+        return StateError(f"{self.path}: {e}")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            try:
+                yield self._conn
+            except sqlite3.Error as e:
+                raise self._error(e) from e
+
+    @contextmanager
+    def _write(self, *, bump: bool) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so two writers never both
+        read a state and then both act on it; committing it is what makes the change durable."""
+        with self._mutex:
+            db = self._conn
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    if bump:
+                        db.execute("UPDATE meta SET value = value + 1 WHERE key = 'serial'")
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise self._error(e) from e
+
+
+def _dumps_or_none(value: Any) -> str | None:
+    return None if value is None else _dumps(value)
+
+
+def _intent_entry(resource: PendingResource) -> str:
+    """Journal details of the hot paths are written by hand: ``json.dumps`` of a two-key dict costs as much
+    as the row insert itself, and a batch has 5,000 of them."""
+    return f'{{"spec_hash":{_dumps(resource.spec_hash)},"attempt":{resource.attempt:d}}}'
+
+
+def _replaced_entry(resource: PendingResource) -> str:
+    return _dumps({"remote_id": resource.replaces})
+
+
+def _outcome_entry(outcome: Outcome) -> str:
+    parts = []
+    if outcome.remote_id is not None:
+        parts.append(f'"remote_id":{_dumps(outcome.remote_id)}')
+    if outcome.error is not None:
+        parts.append(f'"error":{_dumps(outcome.error)}')
+    return "{" + ",".join(parts) + "}"
+
+
+def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
+    addresses = [r.address for r in resources]
+    if len(set(addresses)) != len(addresses) or set(addresses) != set(intent.addresses):
+        raise ValueError(
+            f"the resources of intent {intent.operation_id} must be exactly its addresses, once each"
+        )
+
+
+def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
+    """Fills the slots directly: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, which is half the cost of a summary, a second or more per million rows."""
+    new, cls, status = object.__new__, ResourceSummary, _STATUS
+    set_a, set_k, set_p, set_h, set_s, set_r, set_o, set_n = _SUMMARY_SLOTS
+    for a, k, p, h, s, r, o, n in rows:
+        summary = new(cls)
+        set_a(summary, a)
+        set_k(summary, k)
+        set_p(summary, p)
+        set_h(summary, h)
+        set_s(summary, status[s])
+        set_r(summary, r)
+        set_o(summary, o)
+        set_n(summary, n)
+        yield summary
+
+
+def _record(row: tuple[Any, ...]) -> ResourceRecord:
+    address, kind, provider, spec, spec_hash, status, remote_id, operation_id, attempt, *rest = row
+    error, created_at, updated_at, remote, refreshed_at = rest
+    return ResourceRecord(
+        address=address,
+        kind=kind,
+        provider=provider,
+        spec=json.loads(spec),
+        spec_hash=spec_hash,
+        status=_STATUS[status],
+        remote_id=remote_id,
+        operation_id=operation_id,
+        attempt=attempt,
+        error=error,
+        created_at=created_at,
+        updated_at=updated_at,
+        remote=_loads_or_none(remote),
+        refreshed_at=refreshed_at,
+    )
+
+
+def _intent(row: tuple[Any, ...]) -> Intent:
+    operation_id, provider, action, addresses, fingerprint, detail, created_at, resolved = row
+    return Intent(
+        operation_id=operation_id,
+        provider=provider,
+        action=action,
+        addresses=tuple(json.loads(addresses)),
+        fingerprint=fingerprint,
+        detail=json.loads(detail),
+        created_at=created_at,
+        resolved=bool(resolved),
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) a reconciler state file, refusing anything else before writing to it."""
+    if path.is_dir():
+        raise StateError(f"{path} is a directory, not a state file")
+    try:
+        _create_private(path)
+        conn = _connect(path)
+    except OSError as e:
+        raise StateError(f"cannot create the state file {path}: {e.strerror}") from e
+    except sqlite3.Error as e:
+        raise StateError(f"cannot open the state file {path}: {e}") from e
+    try:
+        _prepare(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """The file exists, owner-only, before SQLite opens it (SQLite gives its -wal and -shm files the same
+    mode); the directory entry is fsynced, so a fresh state survives a power cut like its first commit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        is_new = _identify(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA fullfsync = ON")
+        conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        if is_new:
+            _initialise(conn)
+    except sqlite3.Error as e:
+        raise StateError(f"cannot open the state file {path}: {e}") from e
+
+
+def _identify(conn: sqlite3.Connection, path: Path) -> bool:
+    """True for a new (empty) file; raises for anything that is not a state this reconciler can read.
+
+    Everything is read in one transaction, so a state another process is creating right now is seen either
+    empty or complete."""
+    conn.execute("BEGIN")
+    try:
+        return _identify_snapshot(conn, path)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> bool:
+    try:
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise StateError(f"{path} is not a reconciler state file (not an SQLite database: {e})") from e
+    if app_id == 0 and tables == 0:
+        return True
+    if app_id != APPLICATION_ID:
+        raise StateError(
+            f"{path} is not a reconciler state file (it is an SQLite database of something else)"
+        )
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise StateError(f"{path} is a damaged reconciler state file: {e}") from e
+    if row is None or not isinstance(row[0], int):
+        raise StateError(f"{path} is a damaged reconciler state file: it records no format version")
+    if row[0] > FORMAT_VERSION:
+        raise StateVersionError(
+            f"{path} was written by a newer reconciler (state format {row[0]}; this one reads up to "
+            f"{FORMAT_VERSION}); upgrade reconciler to use this state"
+        )
+    return False
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    """Idempotent under a race: whoever takes the write lock second finds the schema there and stops."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            for statement in _SCHEMA.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("lineage", str(uuid.uuid4())),
+                    ("serial", 0),
+                    ("format_version", FORMAT_VERSION),
+                    ("created_at", utc_iso(time.time())),
+                ],
+            )
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

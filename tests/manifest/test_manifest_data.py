@@ -1,0 +1,315 @@
+"""TaskSuiteSets: data files turned into one resource per suite, and data problems at the data file's line."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from reconciler import datasource
+from reconciler.resources import content_hash
+
+
+def suite_set(source: str, **spec: object) -> str:
+    """A TaskSuiteSet document named ``reviews``: lines 1-5 up to ``spec:``, ``source`` on line 6, then
+    ``key``, ``template`` and the given fields, one per line."""
+    body = {"source": source, "key": "id", "template": {"pool_id": "36502086", "overlap": 3}, **spec}
+    lines = "".join(f"  {name}: {json.dumps(value)}\n" for name, value in body.items())
+    return f"apiVersion: reconciler/v1\nkind: TaskSuiteSet\nmetadata:\n  name: reviews\nspec:\n{lines}"
+
+
+def jsonl(*rows: object) -> str:
+    return "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
+
+
+def rows(count: int, start: int = 0) -> list[dict[str, object]]:
+    return [{"id": f"r{i}", "text": f"review {i}", "lang": "en"} for i in range(start, start + count)]
+
+
+def test_each_row_becomes_a_suite_named_by_its_key(workdir):
+    workdir.write("data/reviews.jsonl", jsonl(*rows(3)))
+    workdir.write("set.yaml", suite_set(source="data/reviews.jsonl"))
+
+    state = workdir.load()
+
+    assert list(state.resources) == [
+        "TaskSuiteSet/reviews/r0",
+        "TaskSuiteSet/reviews/r1",
+        "TaskSuiteSet/reviews/r2",
+    ]
+    suite = state.resources["TaskSuiteSet/reviews/r1"]
+    assert suite.spec == {
+        "pool_id": "36502086",
+        "overlap": 3,
+        "tasks": [{"input_values": {"id": "r1", "text": "review 1", "lang": "en"}}],
+        "options": {"allow_defaults": False, "open_pool": False, "skip_invalid_items": False},
+    }
+    assert suite.kind == "TaskSuiteSet"
+    assert suite.provider == "toloka"
+    assert (suite.source.path, suite.source.line) == (os.path.join("data", "reviews.jsonl"), 2)
+
+
+def test_generated_suites_hash_like_any_other_spec(workdir):
+    workdir.write("data/reviews.jsonl", jsonl(*rows(7), {"id": "é", "text": "ünïcödé \u2028 \x00", "n": 1.5}))
+    workdir.write(
+        "set.yaml",
+        suite_set(
+            source="data/reviews.jsonl",
+            tasks_per_suite=3,
+            template={
+                "pool_id": "1",
+                "infinite_overlap": True,
+                "reserved_for": ["w1"],
+                "traits_any_of": ["a"],
+            },
+            options={"open_pool": True},
+        ),
+    )
+
+    resources = workdir.load().resources
+
+    assert len(resources) == 3
+    assert all(r.spec_hash == content_hash(r.spec) for r in resources.values())
+
+
+def test_adding_rows_only_adds_suites(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(10)))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", tasks_per_suite=5))
+    before = {a: r.spec_hash for a, r in workdir.load().resources.items()}
+
+    workdir.write("reviews.jsonl", jsonl(*rows(10), "", *rows(5, start=10)))
+    after = {a: r.spec_hash for a, r in workdir.load().resources.items()}
+
+    assert list(before) == ["TaskSuiteSet/reviews/r0", "TaskSuiteSet/reviews/r5"]
+    assert {a: h for a, h in after.items() if a in before} == before
+    assert list(after) == [*before, "TaskSuiteSet/reviews/r10"]
+
+
+def test_tasks_per_suite_groups_consecutive_rows_named_by_the_first_key(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(5)))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", tasks_per_suite=2, input_fields=["text"]))
+
+    resources = workdir.load().resources
+
+    assert {a: [t["input_values"]["text"] for t in r.spec["tasks"]] for a, r in resources.items()} == {
+        "TaskSuiteSet/reviews/r0": ["review 0", "review 1"],
+        "TaskSuiteSet/reviews/r2": ["review 2", "review 3"],
+        "TaskSuiteSet/reviews/r4": ["review 4"],
+    }
+
+
+def test_group_by_gathers_rows_by_value_in_order_of_first_appearance(workdir):
+    workdir.write(
+        "reviews.jsonl",
+        jsonl(
+            {"id": 1, "product": "kettle", "text": "a"},
+            {"id": 2, "product": "blender", "text": "b"},
+            {"id": 3, "product": "kettle", "text": "c"},
+        ),
+    )
+    workdir.write(
+        "set.yaml", suite_set(source="reviews.jsonl", group_by="product", input_fields=["id", "text"])
+    )
+
+    resources = workdir.load().resources
+
+    assert {a: [t["input_values"] for t in r.spec["tasks"]] for a, r in resources.items()} == {
+        "TaskSuiteSet/reviews/kettle": [{"id": 1, "text": "a"}, {"id": 3, "text": "c"}],
+        "TaskSuiteSet/reviews/blender": [{"id": 2, "text": "b"}],
+    }
+    assert resources["TaskSuiteSet/reviews/kettle"].source.line == 1
+
+
+def test_csv_rows_become_string_inputs_with_quoted_values_kept_whole(workdir):
+    workdir.write(
+        "reviews.csv",
+        'id,text,stars\nr1,"Loud, but works",4\n\nr2,"Two\nlines ""quoted""",5\n',
+    )
+    workdir.write("set.yaml", suite_set(source="reviews.csv"))
+
+    resources = workdir.load().resources
+
+    assert [r.spec["tasks"][0]["input_values"] for r in resources.values()] == [
+        {"id": "r1", "text": "Loud, but works", "stars": "4"},
+        {"id": "r2", "text": 'Two\nlines "quoted"', "stars": "5"},
+    ]
+    assert [r.source.line for r in resources.values()] == [2, 4]
+
+
+def test_tsv_rows_keep_quotes_as_typed(workdir):
+    workdir.write("reviews.tsv", 'id\ttext\nr1\tsaid "great"\nr2\tfine\n')
+    workdir.write("set.yaml", suite_set(source="reviews.tsv"))
+
+    resources = workdir.load().resources
+
+    assert [r.spec["tasks"][0]["input_values"] for r in resources.values()] == [
+        {"id": "r1", "text": 'said "great"'},
+        {"id": "r2", "text": "fine"},
+    ]
+
+
+def test_format_comes_from_the_spec_when_the_extension_does_not_say(workdir):
+    workdir.write("reviews.txt", "id\ttext\nr1\thi\n")
+    workdir.write("set.yaml", suite_set(source="reviews.txt"))
+    assert workdir.problems() == [
+        "set.yaml:6: TaskSuiteSet/reviews: spec.source: cannot tell the format of 'reviews.txt' from its "
+        "extension; set spec.format to jsonl, csv or tsv"
+    ]
+
+    workdir.write("set.yaml", suite_set(source="reviews.txt", format="tsv"))
+    assert list(workdir.load().resources) == ["TaskSuiteSet/reviews/r1"]
+
+
+def test_repeated_key_in_data_file_names_both_lines(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(3), "", {"id": "r1", "text": "again"}))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
+
+    assert workdir.problems() == [
+        "reviews.jsonl:5: TaskSuiteSet/reviews: key 'r1' repeated; first used on line 2"
+    ]
+
+
+def test_bad_rows_are_reported_with_their_lines(workdir):
+    workdir.write(
+        "d/reviews.jsonl",
+        jsonl(
+            {"id": "r0"},
+            "{not json",
+            "",
+            "[1, 2]",
+            {"text": "no key"},
+            {"id": None},
+            {"id": "has space"},
+            {"id": "a/b"},
+            {"id": "r9"},
+        ),
+    )
+    workdir.write("d/set.yaml", suite_set(source="reviews.jsonl"))
+
+    assert workdir.problems() == [
+        "d/reviews.jsonl:2: TaskSuiteSet/reviews: invalid JSON: Expecting property name enclosed in double "
+        "quotes (column 2)",
+        "d/reviews.jsonl:4: TaskSuiteSet/reviews: a row must be a JSON object, not an array",
+        "d/reviews.jsonl:5: TaskSuiteSet/reviews: the row has no 'id' column (spec.key)",
+        "d/reviews.jsonl:6: TaskSuiteSet/reviews: 'id' must be a string or an integer, not null",
+        "d/reviews.jsonl:7: TaskSuiteSet/reviews: key 'has space' cannot name a suite: it must be non-empty, "
+        "without '/' or whitespace",
+        "d/reviews.jsonl:8: TaskSuiteSet/reviews: key 'a/b' cannot name a suite: it must be non-empty, "
+        "without '/' or whitespace",
+    ]
+
+
+def test_a_csv_row_with_the_wrong_number_of_fields_is_reported(workdir):
+    workdir.write("reviews.csv", "id,text\nr1,ok\nr2,too,many\nr3\n")
+    workdir.write("set.yaml", suite_set(source="reviews.csv", input_fields=["text", "stars"]))
+
+    assert workdir.problems() == [
+        "reviews.csv:2: TaskSuiteSet/reviews: the row has no 'stars' column (listed in spec.input_fields)",
+        "reviews.csv:3: TaskSuiteSet/reviews: the row has 3 fields; the header has 2",
+        "reviews.csv:4: TaskSuiteSet/reviews: the row has 1 fields; the header has 2",
+    ]
+
+
+def test_a_flood_of_bad_rows_is_summarised(workdir):
+    workdir.write("reviews.jsonl", jsonl(*[{"text": "no key"}] * 80))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
+
+    problems = workdir.problems()
+
+    assert len(problems) == datasource.MAX_PROBLEMS_PER_FILE + 1
+    assert problems[-1] == "reviews.jsonl: TaskSuiteSet/reviews: ... and 30 more problems in this file"
+
+
+def test_source_outside_manifest_root_is_refused(workdir):
+    workdir.write("secrets.jsonl", jsonl(*rows(1)))
+    workdir.write_providers("manifests")
+    workdir.write("manifests/set.yaml", suite_set(source="../secrets.jsonl"))
+
+    assert workdir.problems("manifests") == [
+        f"manifests/set.yaml:6: TaskSuiteSet/reviews: spec.source: '../secrets.jsonl' resolves outside the "
+        f"manifest root {workdir.root.resolve() / 'manifests'}; data files must live under the directory of "
+        "the manifests"
+    ]
+
+
+def test_a_symlink_out_of_the_manifest_root_is_refused(workdir):
+    workdir.write("secrets.jsonl", jsonl(*rows(1)))
+    workdir.write_providers("manifests")
+    (workdir.root / "manifests" / "data.jsonl").symlink_to(workdir.root / "secrets.jsonl")
+    workdir.write("manifests/set.yaml", suite_set(source="data.jsonl"))
+
+    problems = workdir.problems("manifests")
+
+    assert len(problems) == 1
+    assert "'data.jsonl' resolves outside the manifest root" in problems[0]
+
+
+def test_a_missing_source_is_reported_at_the_source_line(workdir):
+    workdir.write("set.yaml", suite_set(source="nope.jsonl"))
+
+    problems = workdir.problems()
+
+    assert len(problems) == 1
+    assert problems[0].startswith("set.yaml:6: TaskSuiteSet/reviews: spec.source: 'nope.jsonl': no such file")
+
+
+def test_giving_both_tasks_per_suite_and_group_by_is_an_error(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(1)))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", tasks_per_suite=2, group_by="lang"))
+
+    assert workdir.problems() == [
+        "set.yaml:5: TaskSuiteSet/reviews: spec: give tasks_per_suite or group_by, not both"
+    ]
+
+
+def test_template_problems_point_into_the_template(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(1)))
+    workdir.write(
+        "set.yaml",
+        """\
+        apiVersion: reconciler/v1
+        kind: TaskSuiteSet
+        metadata:
+          name: reviews
+        spec:
+          source: reviews.jsonl
+          key: id
+          template:
+            pool_id: "36502086"
+            overlap: 30001
+            latitude: 91
+        """,
+    )
+
+    assert workdir.problems() == [
+        "set.yaml:10: TaskSuiteSet/reviews: spec.template.overlap: 30001 is greater than the maximum of "
+        "30000",
+        "set.yaml:11: TaskSuiteSet/reviews: spec.template.latitude: 91 is greater than the maximum of 90",
+    ]
+
+
+def test_data_problems_and_manifest_problems_are_reported_together(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(2), {"id": "r0"}))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
+    workdir.write(
+        "task.yaml", "apiVersion: reconciler/v1\nkind: PerfTestTask\nmetadata: {name: t}\nspec: {}\n"
+    )
+
+    assert workdir.problems() == [
+        "reviews.jsonl:3: TaskSuiteSet/reviews: key 'r0' repeated; first used on line 1",
+        "task.yaml:4: PerfTestTask/t: spec: 'parallel' is a required property",
+        "task.yaml:4: PerfTestTask/t: spec: 'project_id' is a required property",
+        "task.yaml:4: PerfTestTask/t: spec: 'case_id_list' is a required property",
+    ]
+
+
+def test_byte_order_marks_and_windows_line_endings_are_read(workdir):
+    workdir.root.joinpath("a.jsonl").write_bytes(b'\xef\xbb\xbf{"id": "r1"}\r\n{"id": "r2"}\r\n')
+    workdir.root.joinpath("b.csv").write_bytes(b"\xef\xbb\xbfid,text\r\nr1,hi\r\n")
+    workdir.write("a.yaml", suite_set(source="a.jsonl"))
+    workdir.write("b.yaml", suite_set(source="b.csv").replace("reviews", "csv"))
+
+    assert list(workdir.load().resources) == [
+        "TaskSuiteSet/reviews/r1",
+        "TaskSuiteSet/reviews/r2",
+        "TaskSuiteSet/csv/r1",
+    ]

@@ -1,0 +1,129 @@
+"""What only the SQLite backend promises: a private file, durable settings, and refusing foreign files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from state_builders import create, record
+
+from reconciler.errors import StateError
+from reconciler.state import SqliteStateStore, Status
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_state_file_is_private_to_its_owner(tmp_path: Path, permissive_umask: None) -> None:
+    path = tmp_path / "state" / "default.db"
+    with SqliteStateStore(path) as store:
+        create(store, "TaskSuite/a")
+        files = [path, path.with_name("default.db-wal"), path.with_name("default.db-shm")]
+        assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+def test_parent_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c.db"
+    with SqliteStateStore(path) as store:
+        assert store.meta().serial == 0
+    assert path.is_file()
+
+
+def test_state_is_kept_in_wal_mode_with_every_commit_synced(tmp_path: Path) -> None:
+    with SqliteStateStore(tmp_path / "s.db") as store:
+        db = store._conn
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA synchronous").fetchone() == (2,)
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+
+
+def test_file_that_is_not_sqlite_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n")
+    with pytest.raises(StateError, match=r"notes\.db is not a reconciler state file") as refused:
+        SqliteStateStore(path)
+    assert "\n" not in str(refused.value)
+    assert path.read_text() == "these are my notes, not a database\n"
+
+
+def test_sqlite_database_of_another_application_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE things (x)")
+    with pytest.raises(StateError, match=r"other\.db is not a reconciler state file"):
+        SqliteStateStore(path)
+
+
+def test_directory_is_refused_as_a_state_file(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="is a directory"):
+        SqliteStateStore(tmp_path)
+
+
+def test_empty_file_becomes_a_new_state(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.touch()
+    with SqliteStateStore(path) as store:
+        assert store.meta().serial == 0
+
+
+def test_stores_opened_at_once_on_a_new_file_share_one_lineage(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    stores: list[SqliteStateStore] = []
+    errors: list[Exception] = []
+    barrier = threading.Barrier(6)
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            stores.append(SqliteStateStore(path))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({s.meta().lineage for s in stores}) == 1
+    for s in stores:
+        s.close()
+
+
+def test_journal_refuses_to_be_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStateStore(path) as store:
+        create(store, "TaskSuite/a")
+    with sqlite3.connect(path) as db:
+        for statement in ("UPDATE journal SET event = 'x'", "DELETE FROM journal"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                db.execute(statement)
+
+
+def test_batch_of_five_thousand_is_one_transaction(tmp_path: Path) -> None:
+    with SqliteStateStore(tmp_path / "s.db") as store:
+        intent = record(store, *(f"TaskSuite/{i}" for i in range(5000)))
+        assert store.meta().serial == 1
+        [opened] = store.open_intents()
+        assert opened.addresses == intent.addresses
+        assert {s.status for s in store.summaries()} == {Status.PENDING}
+
+
+def test_closed_store_refuses_further_use(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    store.close()
+    with pytest.raises(StateError):
+        store.meta()
