@@ -115,7 +115,7 @@ class Applier:
         parallelism: int = 10,
         on_event: Callable[[ApplyEvent], None] | None = None,
         stop: threading.Event | None = None,
-        max_batch_items: int = MAX_BATCH_ITEMS,
+        batch_sizes: Mapping[str, int] | None = None,
         max_batch_input_bytes: int = MAX_BATCH_INPUT_BYTES,
     ) -> None:
         self.store = store
@@ -123,7 +123,7 @@ class Applier:
         self.lineage = lineage
         self.parallelism = max(1, parallelism)
         self.stop = stop or threading.Event()
-        self.max_batch_items = max_batch_items
+        self.batch_sizes = dict(batch_sizes or {})
         self.max_batch_input_bytes = max_batch_input_bytes
         self._on_event = on_event or (lambda event: None)
         self._result = ApplyResult()
@@ -232,13 +232,14 @@ class Applier:
             key = (action.provider, str(spec.get("pool_id")), canonical_json(spec.get("options") or {}))
             groups.setdefault(key, []).append(action)
         batches: list[list[Action]] = []
-        for members in groups.values():
+        for (provider, _, _), members in groups.items():
+            limit = min(self.batch_sizes.get(provider, MAX_BATCH_ITEMS), MAX_BATCH_ITEMS)
             batch: list[Action] = []
             size = 0
             for action in members:
                 tasks = (action.spec or {}).get("tasks") or []
                 item_size = len(json.dumps([t.get("input_values") for t in tasks], ensure_ascii=False))
-                if batch and (len(batch) >= self.max_batch_items or size + item_size > self.max_batch_input_bytes):
+                if batch and (len(batch) >= limit or size + item_size > self.max_batch_input_bytes):
                     batches.append(batch)
                     batch, size = [], 0
                 batch.append(action)

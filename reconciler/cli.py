@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import manifest
-from reconciler.applier import Applier, refuse_changes
+from reconciler.applier import MAX_BATCH_ITEMS, Applier, refuse_changes
 from reconciler.errors import (
     ApplyRefusedError,
     ManifestError,
@@ -35,7 +35,7 @@ from reconciler.errors import (
 )
 from reconciler.plan import ActionType, Plan, read_plan, write_plan
 from reconciler.planner import make_plan
-from reconciler.providers import SandboxTarget, build_clients
+from reconciler.providers import SandboxTarget, build_clients, effective_settings
 from reconciler.render import ApplyReporter, Printer, plan_events, render_plan, write_event
 from reconciler.resources import KINDS, ProviderConfig, SourceRef, json_schema
 from reconciler.schema_files import plan_schema
@@ -160,7 +160,23 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """Loads the sandbox's commands only when asked for: starting the emulator's web stack costs time."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "sandbox"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "sandbox":
+            from reconciler.sandbox.cli import sandbox
+
+            return sandbox
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="reconciler")
 def cli() -> None:
     """Keep CodeArts PerfTest tasks and Toloka task suites in git: describe them in manifests, `plan` what
@@ -543,6 +559,10 @@ def apply(
                 for name, p in the_plan.providers.items()
             }
             clients = build_clients(providers, environ=os.environ, sandbox=sandbox_target)
+            batch_sizes = {
+                name: int(effective_settings(config, os.environ).get("batch_size", MAX_BATCH_ITEMS))
+                for name, config in providers.items()
+            }
             stop = threading.Event()
             reporter = ApplyReporter(printer, as_json=as_json, total=_work_size(the_plan))
             try:
@@ -552,6 +572,7 @@ def apply(
                         clients=clients,
                         lineage=the_plan.lineage,
                         parallelism=parallelism,
+                        batch_sizes=batch_sizes,
                         on_event=reporter.event,
                         stop=stop,
                     )
@@ -605,14 +626,7 @@ def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path
     click.echo(f"Imported {address} as remote object {remote_id}.")
 
 
-def _attach_optional_commands() -> None:
-    from reconciler.sandbox.cli import sandbox
-
-    cli.add_command(sandbox)
-
-
 def main() -> None:
-    _attach_optional_commands()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as done:

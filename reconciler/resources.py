@@ -205,6 +205,9 @@ class TolokaProviderSpec(_Strict):
     )
     credentials: TolokaCredentials
     rate_limit: float = Field(default=100.0, gt=0, le=10000, description="Requests per second, at most.")
+    batch_size: int = Field(
+        default=5000, ge=1, le=5000, description="Suites per create request (Toloka takes at most 5,000)."
+    )
 
 
 # --- Documents -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared fixtures: a sandbox to talk to over real HTTP, and the official clients in a virtualenv of their own.
+"""Shared fixtures: a sandbox to talk to over real HTTP, and the official clients in a virtualenv of its own.
 
 - ``sandbox_server`` (session): one in-process ``SandboxServer`` with ``auto_create=True`` and the default
   (real) rate limits, shared by every test.
@@ -107,7 +107,9 @@ class SandboxHandle:
     def patch_object(self, kind: str, object_id: str | int, fields: dict[str, Any]) -> dict[str, Any]:
         return self.admin.patch_object(kind, object_id, fields)
 
-    def add_pool(self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED") -> dict[str, Any]:
+    def add_pool(
+        self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED"
+    ) -> dict[str, Any]:
         return self.admin.add_pool(pool_id, default_overlap=default_overlap, status=status)
 
     def add_test_project(self, project_id: int, name: str) -> dict[str, Any]:
@@ -146,7 +148,7 @@ def sandbox_factory() -> Iterator[Callable[..., SandboxHandle]]:
         handle.server.stop()
 
 
-# --- the official clients ------------------------------------------------------------------------------------
+# --- the official clients -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -167,7 +169,9 @@ class OfficialClients:
             env=self.env,
         )
         if completed.returncode != 0:
-            raise AssertionError(f"client script failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
+            raise AssertionError(
+                f"client script failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
+            )
         lines = completed.stdout.strip().splitlines()
         if not lines:
             raise AssertionError(f"client script printed nothing; stderr:\n{completed.stderr[-4000:]}")
@@ -178,7 +182,9 @@ def _clients_work(python: Path, env: dict[str, str]) -> bool:
     if not python.exists():
         return False
     probe = "import toloka.client, huaweicloudsdkcpts.v1, huaweicloudsdkcore.signer.signer"
-    return subprocess.run([str(python), "-c", probe], capture_output=True, env=env, timeout=120).returncode == 0
+    return (
+        subprocess.run([str(python), "-c", probe], capture_output=True, env=env, timeout=120).returncode == 0
+    )
 
 
 def _build_official_clients(target: Path, env: dict[str, str]) -> None:
@@ -193,7 +199,9 @@ def _build_official_clients(target: Path, env: dict[str, str]) -> None:
         try:
             done = subprocess.run(step, capture_output=True, text=True, timeout=900, env=env)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"building the official clients' virtualenv timed out: {' '.join(step)}", pytrace=False)
+            pytest.fail(
+                f"building the official clients' virtualenv timed out: {' '.join(step)}", pytrace=False
+            )
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
             pytest.fail(
@@ -214,6 +222,9 @@ def official_clients() -> OfficialClients:
         if not _clients_work(python, env):
             _build_official_clients(OFFICIAL_CLIENTS_DIR, env)
             if not _clients_work(python, env):
-                pytest.fail("the official clients' virtualenv was built but toloka-kit or huaweicloudsdkcpts "
-                            "does not import", pytrace=False)
+                pytest.fail(
+                    "the official clients' virtualenv was built but toloka-kit or huaweicloudsdkcpts "
+                    "does not import",
+                    pytrace=False,
+                )
     return OfficialClients(python=python, env=env)

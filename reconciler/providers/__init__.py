@@ -54,7 +54,7 @@ class ProviderSettings(Protocol):
 #: Settings the environment may override, per provider type.
 OVERRIDABLE_FIELDS = {
     "perftest": ("endpoint", "region", "cloud_project_id", "rate_limit"),
-    "toloka": ("endpoint", "rate_limit"),
+    "toloka": ("endpoint", "rate_limit", "batch_size"),
 }
 _CLOUD_PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -102,6 +102,10 @@ def _parse_override(provider: str, field: str, variable: str, raw: str) -> Any:
         if rate > 0:
             return rate
         problem = "must be a positive number of requests per second"
+    elif field == "batch_size":
+        if value.isdigit() and 1 <= int(value) <= 5000:
+            return int(value)
+        problem = "must be a whole number from 1 to 5000"
     elif field == "endpoint" and not re.match(r"^https?://", value):
         problem = "must start with http:// or https://"
     elif field == "cloud_project_id" and not _CLOUD_PROJECT_ID.match(value):

@@ -2,8 +2,9 @@
 
 The middleware is where a request meets the outside world before and after the API handles it: it gives every
 answer an ``X-Request-Id``, counts requests per route for ``/_sandbox/stats``, applies the rate limits, and
-injects the faults of ``faults.py``. Admin routes (``/_sandbox``) pass through untouched and uncounted. Faults that need the work done first (``STATUS_after``, ``lost_ack``,
-``malformed``) run the handler with its answer captured, then spoil the answer. A lost acknowledgement sends
+injects the faults of ``faults.py``; admin routes (``/_sandbox``) pass through untouched and uncounted.
+Faults that need the work done first (``STATUS_after``, ``lost_ack``, ``malformed``) run the handler with its
+answer captured, then spoil the answer. A lost acknowledgement sends
 the status line, the headers (with the full ``Content-Length``) and half the body, then returns without
 finishing; uvicorn closes the connection, so the client sees a truncated answer (httpx raises
 ``RemoteProtocolError``), exactly like a connection reset after the server committed the change.
@@ -142,7 +143,9 @@ class SandboxMiddleware:
         finally:
             self.sandbox.stats.count(route, status or "dropped")
 
-    async def _api_call(self, api: Api, route: str, request_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _api_call(
+        self, api: Api, route: str, request_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         sandbox = self.sandbox
         decision = sandbox.faults.decide(api, scope["method"])
         if decision.latency_s:
@@ -151,10 +154,12 @@ class SandboxMiddleware:
             sandbox.stats.throttled += 1
             await _drain(receive)
             if api == "toloka":
-                body = toloka_error_body(request_id, 429, "Too many requests per second")
+                refusal = toloka_error_body(request_id, 429, "Too many requests per second")
             else:
-                body = gateway_error_body(request_id, GATEWAY_THROTTLED, "The throttling threshold has been reached")
-            await _send_json(send, 429, body)
+                refusal = gateway_error_body(
+                    request_id, GATEWAY_THROTTLED, "The throttling threshold has been reached"
+                )
+            await _send_json(send, 429, refusal)
             return
         fault = decision.fault
         if fault is None:
@@ -171,7 +176,9 @@ class SandboxMiddleware:
             await self._send_injected(send, api, fault.status, request_id)
         elif fault.kind == "lost_ack":
             body = captured.body
-            await send({"type": "http.response.start", "status": captured.status, "headers": captured.headers})
+            await send(
+                {"type": "http.response.start", "status": captured.status, "headers": captured.headers}
+            )
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
         elif 200 <= captured.status < 300:  # malformed
             body = captured.body[: max(1, len(captured.body) // 2)]
@@ -179,12 +186,16 @@ class SandboxMiddleware:
             await send({"type": "http.response.start", "status": captured.status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
         else:
-            await send({"type": "http.response.start", "status": captured.status, "headers": captured.headers})
+            await send(
+                {"type": "http.response.start", "status": captured.status, "headers": captured.headers}
+            )
             await send({"type": "http.response.body", "body": captured.body, "more_body": False})
 
     async def _send_injected(self, send: Send, api: Api, status: int, request_id: str) -> None:
         spec = self.sandbox.faults.spec
-        headers = {"Retry-After": str(spec.retry_after)} if status == 429 and spec.retry_after is not None else None
+        headers = (
+            {"Retry-After": str(spec.retry_after)} if status == 429 and spec.retry_after is not None else None
+        )
         await _send_json(send, status, injected_error_body(api, status, request_id, spec.interval), headers)
 
 
@@ -195,7 +206,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     if api == "toloka":
         return toloka_error(request, status, message)
     if api == "perftest":
-        return json_response({"code": CPTS_BAD_REQUEST if status == 405 else "SVCSTG.CPTS.4040001", "message": message}, status)
+        return json_response(
+            {"code": CPTS_BAD_REQUEST if status == 405 else "SVCSTG.CPTS.4040001", "message": message}, status
+        )
     return json_response({"error": message}, status)
 
 

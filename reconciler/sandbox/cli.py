@@ -27,7 +27,9 @@ def sandbox() -> None:
 
 @sandbox.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port)."
+)
 @click.option(
     "--seed",
     "seed_path",
@@ -48,9 +50,18 @@ def sandbox() -> None:
     help="Inject faults, e.g. '500=0.05,429=0.05,retry_after=1,lost_ack=0.02,latency_ms=5-50,seed=7' "
     "(see reconciler.sandbox.faults for the grammar).",
 )
-@click.option("--toloka-rps", default=300.0, show_default=True, help="Toloka requests per second (0: unlimited).")
-@click.option("--perftest-rps", default=200.0, show_default=True, help="Calls per second per PerfTest API (0: unlimited).")
-@click.option("--suite-quota", default=100_000, show_default=True, help="Task suites per minute (0: unlimited).")
+@click.option(
+    "--toloka-rps", default=300.0, show_default=True, help="Toloka requests per second (0: unlimited)."
+)
+@click.option(
+    "--perftest-rps",
+    default=200.0,
+    show_default=True,
+    help="Calls per second per PerfTest API (0: unlimited).",
+)
+@click.option(
+    "--suite-quota", default=100_000, show_default=True, help="Task suites per minute (0: unlimited)."
+)
 def serve(
     host: str,
     port: int,

@@ -1,4 +1,4 @@
-"""``SandboxAdmin``: the ``/_sandbox`` routes as Python calls, for tests and for anything that drives a sandbox.
+"""``SandboxAdmin``: the ``/_sandbox`` routes as Python calls, for tests and anything that drives a sandbox.
 
 It talks HTTP like everyone else, so it works the same against an in-process ``SandboxServer`` and one
 started with ``reconciler sandbox serve`` in another process.
@@ -50,7 +50,9 @@ class SandboxAdmin:
         result: dict[str, Any] = self._call("PATCH", f"/objects/{kind}/{object_id}", json=fields)
         return result
 
-    def add_pool(self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED") -> dict[str, Any]:
+    def add_pool(
+        self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED"
+    ) -> dict[str, Any]:
         body = {"id": pool_id, "default_overlap": default_overlap, "status": status}
         result: dict[str, Any] = self._call("POST", "/pools", json=body)
         return result

@@ -174,7 +174,8 @@ def _scripted(item: str, value: str) -> tuple[int, Fault]:
     fault = _fault_for_key(kind.strip())
     if fault is None:
         raise FaultSpecError(
-            f"fault spec item {item!r}: {kind.strip()!r} is not a fault (STATUS, STATUS_after, lost_ack, malformed)"
+            f"fault spec item {item!r}: {kind.strip()!r} is not a fault "
+            "(STATUS, STATUS_after, lost_ack, malformed)"
         )
     return int(position), fault
 
@@ -207,7 +208,8 @@ def _option(item: str, key: str, value: str) -> object:
     if key == "methods":
         return frozenset(part.strip().upper() for part in value.split("|") if part.strip())
     raise FaultSpecError(
-        f"unknown fault spec item {item!r} (expected STATUS=P, STATUS_after=P, lost_ack=P, malformed=P, at=N:KIND, "
+        f"unknown fault spec item {item!r} (expected STATUS=P, STATUS_after=P, lost_ack=P, malformed=P, "
+        "at=N:KIND, "
         "latency_ms=A-B, retry_after=N, interval=MIN|HOUR|DAY, routes=..., methods=..., seed=N)"
     )
 

@@ -1,4 +1,4 @@
-"""The answer shapes of both APIs, so each route and the fault injector speak the same dialect as the real ones.
+"""The answer shapes of both APIs, so the routes and the fault injector speak the real ones' dialects.
 
 - Toloka: ``{"request_id", "code", "message", "payload"?}``;
 - CPTS business errors: ``{"code": "SVCSTG.CPTS.xxxxxxx", "message"}``;

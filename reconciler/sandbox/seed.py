@@ -64,7 +64,7 @@ class PerfTestProjectSeed:
 
 @dataclass(frozen=True)
 class Credentials:
-    """The secrets the sandbox accepts; the defaults are public on purpose (the quickstart needs no account)."""
+    """The secrets the sandbox accepts; the defaults are public on purpose: the quickstart needs none."""
 
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY

@@ -119,7 +119,9 @@ class SandboxServer:
             timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, args=(sock,), name=f"sandbox:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(sock,), name=f"sandbox:{self.port}", daemon=True
+        )
         self._thread.start()
         self._wait_until_serving()
         return self

@@ -1,4 +1,4 @@
-"""The running sandbox's moving parts, shared by the routes and the middleware: world, limits, faults, stats."""
+"""The running sandbox's moving parts, shared by routes and middleware: world, limits, faults, stats."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .world import World
 
 @dataclass
 class Stats:
-    """Requests per route template and status, plus the faults injected: what ``GET /_sandbox/stats`` shows."""
+    """Requests per route template and status, and the faults injected: what ``GET /_sandbox/stats`` shows."""
 
     routes: dict[str, Counter[str]] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)

@@ -66,7 +66,7 @@ _FORMAT = "reconciler-sandbox/1"
 
 
 class SqliteStore:
-    """One SQLite file in WAL mode; ``synchronous=NORMAL`` survives a killed process, which is what tests do."""
+    """One SQLite file in WAL mode; ``synchronous=NORMAL`` survives a killed process (what tests do)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -83,7 +83,9 @@ class SqliteStore:
         if found is None:
             self._db.execute("INSERT INTO sandbox_meta (key, value) VALUES ('format', ?)", (_FORMAT,))
         elif found[0] != _FORMAT:
-            raise StoreError(f"{self.path}: written by another sandbox version ({found[0]}), expected {_FORMAT}")
+            raise StoreError(
+                f"{self.path}: written by another sandbox version ({found[0]}), expected {_FORMAT}"
+            )
 
     def load(self) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
@@ -103,7 +105,9 @@ class SqliteStore:
                 if gone:
                     self._db.executemany("DELETE FROM records WHERE kind = ? AND id = ?", gone)
                 if rows:
-                    self._db.executemany("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)", rows)
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)", rows
+                    )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

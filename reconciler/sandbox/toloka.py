@@ -29,7 +29,10 @@ class BadQuery(ValueError):
 
 def _check_auth(request: Request) -> Response | None:
     scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() in ("apikey", "oauth") and key.strip() in sandbox_of(request).world.credentials.toloka_tokens:
+    if (
+        scheme.lower() in ("apikey", "oauth")
+        and key.strip() in sandbox_of(request).world.credentials.toloka_tokens
+    ):
         return None
     return toloka_error(request, 401, "Authentication failed: send 'Authorization: ApiKey <key>'")
 
@@ -119,17 +122,25 @@ async def create_task_suites(request: Request) -> Response:
     limits = sandbox.limits
     if not async_mode and len(items) > limits.max_sync_suites:
         return toloka_error(
-            request, 413, f"At most {limits.max_sync_suites} task suites in a synchronous request, got {len(items)}"
+            request,
+            413,
+            f"At most {limits.max_sync_suites} task suites in a synchronous request, got {len(items)}",
         )
     if len(body) > limits.max_input_bytes and _input_bytes(items) > limits.max_input_bytes:
-        return toloka_error(request, 413, f"The input_values of one request add up to more than {limits.max_input_bytes} bytes")
+        return toloka_error(
+            request,
+            413,
+            f"The input_values of one request add up to more than {limits.max_input_bytes} bytes",
+        )
     world = sandbox.world
     if async_mode:
         operation_id = operation_id or str(uuid.uuid4())
         if world.has_operation(operation_id):
             return _operation_exists(request, operation_id)
     if not sandbox.throttle.admit_suites(len(items), world.clock()):
-        return toloka_error(request, 429, "Too many task suites created this minute", payload={"interval": "MIN"})
+        return toloka_error(
+            request, 429, "Too many task suites created this minute", payload={"interval": "MIN"}
+        )
     if async_mode:
         assert operation_id is not None
         try:

@@ -87,9 +87,17 @@ def _wrong_type(expected: str) -> dict[str, Any]:
 
 def _range(value: float, low: float, high: float) -> dict[str, Any] | None:
     if value < low:
-        return {"code": "VALUE_LESS_THAN_MIN", "message": f"Value must be greater or equal to {low:g}", "params": [low]}
+        return {
+            "code": "VALUE_LESS_THAN_MIN",
+            "message": f"Value must be greater or equal to {low:g}",
+            "params": [low],
+        }
     if value > high:
-        return {"code": "VALUE_GREATER_THAN_MAX", "message": f"Value must be less or equal to {high:g}", "params": [high]}
+        return {
+            "code": "VALUE_GREATER_THAN_MAX",
+            "message": f"Value must be less or equal to {high:g}",
+            "params": [high],
+        }
     return None
 
 
@@ -193,14 +201,16 @@ def check_suite(suite: Any, *, default_overlap: int | None, allow_defaults: bool
 def _task_document(task: dict[str, Any]) -> dict[str, Any]:
     doc = {key: task[key] for key in TASK_FIELDS if task.get(key) is not None}
     if "known_solutions" in doc:
-        doc["known_solutions"] = [{"correctness_weight": 1, **solution} for solution in doc["known_solutions"]]
+        doc["known_solutions"] = [
+            {"correctness_weight": 1, **solution} for solution in doc["known_solutions"]
+        ]
     return doc
 
 
 def suite_document(suite: dict[str, Any], *, default_overlap: int | None) -> dict[str, Any]:
     """The known fields of a valid submitted suite, with the defaults the API echoes back.
 
-    The server-side fields (``id``, ``created``, ``remaining_overlap``, ``automerged``) are added by the world.
+    The world adds the server-side fields (``id``, ``created``, ``remaining_overlap``, ``automerged``).
     """
     doc: dict[str, Any] = {"pool_id": suite["pool_id"]}
     doc["tasks"] = [_task_document(task) for task in suite["tasks"]]

@@ -13,6 +13,7 @@ at the world from another thread.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import threading
 import time
@@ -105,8 +106,14 @@ def toloka_time(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
+@functools.lru_cache(maxsize=4)
+def _cpts_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def cpts_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC to the second with a ``Z``; cached because a busy second formats the same string many times."""
+    return _cpts_second(int(moment))
 
 
 def pool_prefix(pool_id: str) -> str:
@@ -189,7 +196,15 @@ class World:
         with self._lock:
             self._reset_memory()
             self._store.clear(
-                ["perftest_tasks", "test_projects", "pools", "task_suites", "operations", "operation_jobs", "operation_logs"]
+                [
+                    "perftest_tasks",
+                    "test_projects",
+                    "pools",
+                    "task_suites",
+                    "operations",
+                    "operation_jobs",
+                    "operation_logs",
+                ]
             )
             self._store.write(self._seed_rows())
 
@@ -313,7 +328,9 @@ class World:
             pool = self.pools[pool_id]
         return pool
 
-    def _check_items(self, items: list[Any], options: SuiteOptions, rows: list[Row]) -> dict[int, FieldErrors]:
+    def _check_items(
+        self, items: list[Any], options: SuiteOptions, rows: list[Row]
+    ) -> dict[int, FieldErrors]:
         errors: dict[int, FieldErrors] = {}
         for index, item in enumerate(items):
             pool_id = item.get("pool_id") if isinstance(item, dict) else None
@@ -365,7 +382,9 @@ class World:
             if pool["status"] == "CLOSED":
                 rows.append(self._put_pool({**pool, "status": "OPEN"}))
 
-    def create_suites(self, items: list[Any], options: SuiteOptions) -> tuple[dict[int, Any], dict[int, FieldErrors]]:
+    def create_suites(
+        self, items: list[Any], options: SuiteOptions
+    ) -> tuple[dict[int, Any], dict[int, FieldErrors]]:
         """A synchronous create: {input index: suite} and {input index: field errors}."""
         with self._lock:
             now = self.clock()
@@ -502,13 +521,22 @@ class World:
         for index, item in enumerate(items):
             problem = errors.get(str(index))
             if problem is not None:
-                log.append({"type": "TASK_SUITE_VALIDATE", "success": False, "input": item, "output": problem})
+                log.append(
+                    {"type": "TASK_SUITE_VALIDATE", "success": False, "input": item, "output": problem}
+                )
             elif not rejected:
                 if item["pool_id"] not in self.pools:  # deleted behind our back since submission
                     self._pool_or_create(item["pool_id"], rows)
                 suite = self._new_suite(item, finished)
                 created.append(suite)
-                log.append({"type": "TASK_SUITE_CREATE", "success": True, "input": item, "output": {"task_suite_id": suite["id"]}})
+                log.append(
+                    {
+                        "type": "TASK_SUITE_CREATE",
+                        "success": True,
+                        "input": item,
+                        "output": {"task_suite_id": suite["id"]},
+                    }
+                )
         if options.open_pool:
             self._open_pools(created, rows)
         failed = rejected or (not created and bool(errors))
@@ -538,7 +566,12 @@ class World:
             return dict(operation)
         span = max(job["finish_at"] - job["start_at"], 1e-9)
         progress = min(99, int(100 * (now - job["start_at"]) / span))
-        return {**operation, "status": "RUNNING", "started": toloka_time(job["start_at"]), "progress": progress}
+        return {
+            **operation,
+            "status": "RUNNING",
+            "started": toloka_time(job["start_at"]),
+            "progress": progress,
+        }
 
     def has_operation(self, op_id: str) -> bool:
         with self._lock:
@@ -621,4 +654,9 @@ class World:
             return doc
 
 
-_TABLES = {"perftest_tasks": "tasks", "task_suites": "suites", "pools": "pools", "test_projects": "test_projects"}
+_TABLES = {
+    "perftest_tasks": "tasks",
+    "task_suites": "suites",
+    "pools": "pools",
+    "test_projects": "test_projects",
+}

@@ -1,4 +1,4 @@
-"""huaweicloudsdkcpts, unchanged, against the sandbox: real AK/SK signing, real response models, real errors."""
+"""huaweicloudsdkcpts, unchanged, against the sandbox: real AK/SK signing, response models and errors."""
 
 from __future__ import annotations
 
@@ -40,9 +40,10 @@ for step in args["steps"]:
                                "case_ids": [c.case_id for c in info.case_list]}
         results[step["key"]] = result
     elif step["op"] == "show_task_set":
-        result = call("show_task_set", ShowTaskSetRequest(test_suite_id=step["test_project"], offset=0, limit=100))
+        request = ShowTaskSetRequest(test_suite_id=step["test_project"], offset=0, limit=100)
+        result = call("show_task_set", request)
         if result["ok"]:
-            tasks = client.show_task_set(ShowTaskSetRequest(test_suite_id=step["test_project"], offset=0, limit=100)).tasks
+            tasks = client.show_task_set(request).tasks
             result["names"] = [t.name for t in tasks]
         results[step["key"]] = result
     elif step["op"] == "create_project":
@@ -87,14 +88,19 @@ def test_the_sdk_creates_shows_and_lists_tasks_with_aksk_signing(run_sdk, sandbo
 
 def test_the_sdk_creates_and_reads_a_test_project(run_sdk):
     results = run_sdk(
-        [{"op": "create_project", "key": "made", "name": "sdk-project"}, {"op": "show_project", "key": "read", "of": "made"}]
+        [
+            {"op": "create_project", "key": "made", "name": "sdk-project"},
+            {"op": "show_project", "key": "read", "of": "made"},
+        ]
     )
     assert results["made"]["status"] == 201
     assert results["read"]["body"]["project"]["name"] == "sdk-project"
 
 
 def test_a_wrong_secret_key_makes_the_sdk_raise_a_401_apigw_0301(run_sdk, sandbox):
-    results = run_sdk([{"op": "create_task", "key": "denied", "name": "x", "test_project": 42}], secret_key="WRONG")
+    results = run_sdk(
+        [{"op": "create_task", "key": "denied", "name": "x", "test_project": 42}], secret_key="WRONG"
+    )
     denied = results["denied"]
     assert denied == {
         "ok": False,

@@ -49,7 +49,9 @@ print(json.dumps(out))
 @pytest.fixture
 def run_kit(sandbox, official_clients):
     def run(mode, **args):
-        return official_clients.run(CLIENT, {"url": sandbox.url, "token": sandbox.toloka_token, "pool": "4242", "mode": mode, **args})
+        return official_clients.run(
+            CLIENT, {"url": sandbox.url, "token": sandbox.toloka_token, "pool": "4242", "mode": mode, **args}
+        )
 
     return run
 
@@ -72,7 +74,11 @@ def test_create_task_suites_synchronously(run_kit, sandbox):
 def test_create_task_suites_async_and_wait_operation(run_kit, sandbox):
     operation_id = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
     out = run_kit("create_async", count=4, operation_id=operation_id)
-    assert out["submitted"] == {"id": operation_id, "status": "PENDING", "type": "TaskSuiteCreateBatchOperation"}
+    assert out["submitted"] == {
+        "id": operation_id,
+        "status": "PENDING",
+        "type": "TaskSuiteCreateBatchOperation",
+    }
     assert out["status"] == "SUCCESS" and out["details"]["success_count"] == 4
     assert out["log_ids"] == _suite_ids(sandbox)
 

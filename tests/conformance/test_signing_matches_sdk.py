@@ -1,10 +1,10 @@
 """Our SDK-HMAC-SHA256 signer gives the same Authorization header as huaweicloudsdkcore's on many requests.
 
-The requests are generated with a fixed seed (methods, paths with characters that need escaping, queries whose
-keys sort differently before and after escaping, bodies, extra headers) and signed by both: ours in this
-process, the SDK's ``Signer`` in the official clients' virtualenv. Paths and queries are given to each side the
-way it receives them in real use: the SDK gets its ``resource_path`` with path parameters already escaped
-(``quote(value, safe='')``, as its client does) and the query as pairs; ours gets the URL that goes on the wire.
+The requests are generated with a fixed seed (methods, paths with characters that need escaping, queries
+whose keys sort differently before and after escaping, bodies, extra headers) and signed by both: ours in
+this process, the SDK's ``Signer`` in the official clients' virtualenv. Each side gets paths and queries the
+way it does in real use: the SDK its ``resource_path`` with path parameters already escaped
+(``quote(value, safe='')``, as its client does) and the query as pairs; ours the URL that goes on the wire.
 """
 
 from __future__ import annotations
@@ -18,7 +18,33 @@ from reconciler.providers import signing
 CASES = 300
 HOST = "cpts.cn-north-4.myhuaweicloud.com"
 PROJECT = "0123456789abcdef0123456789abcdef"
-ODD = ["a", "Z", "0", " ", "~", "-", "_", ".", "!", "'", "(", ")", "*", ":", "@", "+", "=", "&", "$", ",", ";", "%", "é", "中", "/"]
+ODD = [
+    "a",
+    "Z",
+    "0",
+    " ",
+    "~",
+    "-",
+    "_",
+    ".",
+    "!",
+    "'",
+    "(",
+    ")",
+    "*",
+    ":",
+    "@",
+    "+",
+    "=",
+    "&",
+    "$",
+    ",",
+    ";",
+    "%",
+    "é",
+    "中",
+    "/",
+]
 
 SDK_SIGNER = """
 import json, sys
@@ -55,7 +81,11 @@ def _case(rng: random.Random) -> dict:
     segments = ["v1", PROJECT] + [_word(rng, ODD) for _ in range(rng.randint(1, 3))]
     resource_path = "/" + "/".join(quote(segment, safe="") for segment in segments)
     query = [(_word(rng, ODD[:-1]), _word(rng, ODD[:-1], 0, 5)) for _ in range(rng.randint(0, 4))]
-    body = "" if method in ("GET", "DELETE") or rng.random() < 0.2 else json.dumps({"name": _word(rng, ODD, 0, 20)})
+    body = (
+        ""
+        if method in ("GET", "DELETE") or rng.random() < 0.2
+        else json.dumps({"name": _word(rng, ODD, 0, 20)})
+    )
     headers = {
         "Content-Type": "application/json",
         "Host": rng.choice([HOST, f"{HOST}:8443", "127.0.0.1:8765"]),
@@ -66,7 +96,14 @@ def _case(rng: random.Random) -> dict:
         headers["User-Agent"] = "  huaweicloud-usdk-python/3.0  "
     if rng.random() < 0.3:
         headers["X-Custom_Unsigned"] = "has an underscore, so the SDK does not sign it"
-    return {"method": method, "host": headers["Host"], "resource_path": resource_path, "query": query, "headers": headers, "body": body}
+    return {
+        "method": method,
+        "host": headers["Host"],
+        "resource_path": resource_path,
+        "query": query,
+        "headers": headers,
+        "body": body,
+    }
 
 
 def _ours(case: dict) -> str:
@@ -96,10 +133,22 @@ def test_our_signer_matches_the_sdk_on_generated_requests(official_clients):
 
 def test_the_sdk_signer_reproduces_the_api_notes_vectors(official_clients):
     """Guards the harness itself: the vectors in api-notes.md were computed with this SDK."""
-    headers = {"Content-Type": "application/json", "Host": HOST, "X-Sdk-Date": "20240101T000000Z", "X-Project-Id": PROJECT}
+    headers = {
+        "Content-Type": "application/json",
+        "Host": HOST,
+        "X-Sdk-Date": "20240101T000000Z",
+        "X-Project-Id": PROJECT,
+    }
     body = '{"name": "t1", "parallel": true, "project_id": 42, "operate_mode": 2, "case_id_list": [1, 2]}'
     cases = [
-        {"method": "POST", "host": HOST, "resource_path": f"/v3/{PROJECT}/tasks", "query": [], "headers": headers, "body": body},
+        {
+            "method": "POST",
+            "host": HOST,
+            "resource_path": f"/v3/{PROJECT}/tasks",
+            "query": [],
+            "headers": headers,
+            "body": body,
+        },
         {
             "method": "GET",
             "host": HOST,

@@ -8,31 +8,20 @@ sandbox holds: every object exactly once is the promise.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
 from reconciler.providers import PerfTestClient, SandboxTarget, TolokaClient, build_clients
 from reconciler.resources import ProviderConfig, SourceRef
-from reconciler.sandbox import SandboxAdmin, SandboxServer
+
+if TYPE_CHECKING:
+    from conftest import SandboxHandle  # tests/conftest.py: the shared ``sandbox`` fixtures
 
 CLOUD = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(port=0, auto_create=True) as server:
-        yield server
-
-
-@pytest.fixture
-def admin(sandbox: SandboxServer) -> Iterator[SandboxAdmin]:
-    client = SandboxAdmin(sandbox.url)
-    yield client
-    client.close()
 
 
 def perftest(url: str, sleeps: list[float], **options: Any) -> PerfTestClient:
@@ -69,7 +58,7 @@ def suites(pool: str, count: int, tag: str) -> list[dict[str, Any]]:
 
 
 def test_perftest_creates_reads_and_lists_tasks_in_the_sandbox(
-    sandbox: SandboxServer, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
     with perftest(sandbox.url, sleeps, page_size=7) as client:
         ids = [client.create_task(task(f"t{n}")) for n in range(16)]
@@ -81,8 +70,11 @@ def test_perftest_creates_reads_and_lists_tasks_in_the_sandbox(
     assert sleeps == []
 
 
-def test_perftest_missing_test_project_in_the_sandbox_is_a_clear_error(sleeps: list[float]) -> None:
-    with SandboxServer(port=0) as server, perftest(server.url, sleeps) as client:
+def test_perftest_missing_test_project_in_the_sandbox_is_a_clear_error(
+    sandbox_factory: Callable[..., SandboxHandle], sleeps: list[float]
+) -> None:
+    strict = sandbox_factory(auto_create=False)
+    with perftest(strict.url, sleeps) as client:
         with pytest.raises(PermanentProviderError, match="test project 4242 does not exist"):
             client.list_tasks(4242)
         with pytest.raises(PermanentProviderError, match="test project 4242 does not exist"):
@@ -90,33 +82,33 @@ def test_perftest_missing_test_project_in_the_sandbox_is_a_clear_error(sleeps: l
 
 
 def test_perftest_create_after_a_lost_answer_is_not_resent_and_the_task_is_found_by_name(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
-    admin.set_faults("at=1:lost_ack,methods=POST")
+    sandbox.set_faults("at=1:lost_ack,methods=POST")
     with perftest(sandbox.url, sleeps) as client:
         with pytest.raises(OutcomeUnknownError):
             client.create_task(task("lost"))
         found = client.find_tasks_by_name(42, "lost")
     assert len(found) == 1
-    assert [t["name"] for t in admin.objects()["perftest_tasks"]] == ["lost"]
+    assert [t["name"] for t in sandbox.objects()["perftest_tasks"]] == ["lost"]
 
 
 @pytest.mark.parametrize("fault", ["malformed", "500_after", "503"])
 def test_perftest_create_with_an_unreadable_or_failed_answer_is_outcome_unknown(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float], fault: str
+    sandbox: SandboxHandle, sleeps: list[float], fault: str
 ) -> None:
-    admin.set_faults(f"at=1:{fault},methods=POST")
+    sandbox.set_faults(f"at=1:{fault},methods=POST")
     with perftest(sandbox.url, sleeps) as client, pytest.raises(OutcomeUnknownError):
         client.create_task(task("t"))
-    assert admin.stats()["routes"]["POST /v3/{project_id}/tasks"] == {
+    assert sandbox.stats()["routes"]["POST /v3/{project_id}/tasks"] == {
         "201" if fault == "malformed" else fault[:3]: 1
     }
 
 
 def test_perftest_creates_under_random_faults_never_duplicate(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
-    admin.set_faults(
+    sandbox.set_faults(
         "500=0.1,503=0.05,500_after=0.05,429=0.1,retry_after=1,lost_ack=0.1,malformed=0.05,seed=11"
     )
     names = [f"load-{n}" for n in range(30)]
@@ -133,15 +125,15 @@ def test_perftest_creates_under_random_faults_never_duplicate(
                     assert len(found) <= 1
                     if found:
                         break  # adopt it; resending would make a duplicate
-    created = [t["name"] for t in admin.objects()["perftest_tasks"]]
+    created = [t["name"] for t in sandbox.objects()["perftest_tasks"]]
     assert sorted(created) == sorted(names)
     assert unknown > 0 and sleeps  # the faults did bite, both kinds
 
 
 def test_perftest_creates_from_many_threads_under_faults_never_duplicate(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
-    admin.set_faults("500=0.1,500_after=0.05,429=0.1,lost_ack=0.1,seed=3")
+    sandbox.set_faults("500=0.1,500_after=0.05,429=0.1,lost_ack=0.1,seed=3")
     names = [f"par-{n}" for n in range(40)]
     with perftest(sandbox.url, sleeps, max_connections=8) as client:
 
@@ -156,11 +148,11 @@ def test_perftest_creates_from_many_threads_under_faults_never_duplicate(
 
         with ThreadPoolExecutor(max_workers=10) as pool:
             list(pool.map(create, names))
-    assert sorted(t["name"] for t in admin.objects()["perftest_tasks"]) == sorted(names)
+    assert sorted(t["name"] for t in sandbox.objects()["perftest_tasks"]) == sorted(names)
 
 
 def test_a_wrong_secret_key_names_the_variables_never_the_secret(
-    sandbox: SandboxServer, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
     config = ProviderConfig(
         name="perftest",
@@ -187,7 +179,7 @@ def test_a_wrong_secret_key_names_the_variables_never_the_secret(
 # --- Toloka -------------------------------------------------------------------------------------------------
 
 
-def test_toloka_batch_round_trip_in_the_sandbox(sandbox: SandboxServer, sleeps: list[float]) -> None:
+def test_toloka_batch_round_trip_in_the_sandbox(sandbox: SandboxHandle, sleeps: list[float]) -> None:
     op_id = str(uuid.uuid4())
     items = suites("12", 5, "a")
     with toloka(sandbox.url, sleeps) as client:
@@ -211,49 +203,47 @@ def test_toloka_batch_round_trip_in_the_sandbox(sandbox: SandboxServer, sleeps: 
 
 
 def test_toloka_create_after_a_lost_answer_is_resent_and_answered_by_the_existing_operation(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
-    admin.set_faults("at=1:lost_ack,methods=POST")
+    sandbox.set_faults("at=1:lost_ack,methods=POST")
     op_id = str(uuid.uuid4())
     with toloka(sandbox.url, sleeps) as client:
         op = client.create_task_suites_async(operation_id=op_id, items=suites("12", 3, "x"), options={})
         assert op.id == op_id
         assert client.wait_operation(op_id, poll_initial=0.01).status == "SUCCESS"
-    routes = admin.stats()["routes"]["POST /api/v1/task-suites"]
+    routes = sandbox.stats()["routes"]["POST /api/v1/task-suites"]
     assert routes.get("409") == 1
-    assert len(admin.objects()["task_suites"]) == 3
+    assert len(sandbox.objects()["task_suites"]) == 3
 
 
 def test_toloka_batches_under_random_faults_are_created_exactly_once(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float]
+    sandbox: SandboxHandle, sleeps: list[float]
 ) -> None:
-    admin.set_faults("500=0.15,503=0.05,500_after=0.1,429=0.1,lost_ack=0.1,malformed=0.05,seed=5")
+    sandbox.set_faults("500=0.15,503=0.05,500_after=0.1,429=0.1,lost_ack=0.1,malformed=0.05,seed=5")
     batches = {str(uuid.uuid4()): suites("7", 4, f"b{n}") for n in range(10)}
     with toloka(sandbox.url, sleeps, max_retries=10) as client:
         for op_id, items in batches.items():
             client.create_task_suites_async(operation_id=op_id, items=items, options={})
         for op_id in batches:
             assert client.wait_operation(op_id, poll_initial=0.01).status == "SUCCESS"
-    objects = admin.objects()
+    objects = sandbox.objects()
     texts = sorted(s["tasks"][0]["input_values"]["text"] for s in objects["task_suites"])
     assert texts == sorted(f"b{n}-{k}" for n in range(10) for k in range(4))
     assert sleeps  # the faults did bite
 
 
-def test_toloka_429_per_minute_waits_and_per_hour_stops(
-    sandbox: SandboxServer, admin: SandboxAdmin, sleeps: list[float]
-) -> None:
-    admin.set_faults("at=1:429,interval=MIN,routes=toloka")
+def test_toloka_429_per_minute_waits_and_per_hour_stops(sandbox: SandboxHandle, sleeps: list[float]) -> None:
+    sandbox.set_faults("at=1:429,interval=MIN,routes=toloka")
     with toloka(sandbox.url, sleeps) as client:
         assert client.get_operation(str(uuid.uuid4())) is None
         assert len(sleeps) == 1 and sleeps[0] >= 10
-        admin.set_faults("at=1:429,interval=HOUR,routes=toloka")
+        sandbox.set_faults("at=1:429,interval=HOUR,routes=toloka")
         with pytest.raises(TransientProviderError, match="quota is exhausted"):
             client.get_operation(str(uuid.uuid4()))
     assert len(sleeps) == 1
 
 
-def test_build_clients_with_a_sandbox_target_talks_to_the_sandbox(sandbox: SandboxServer) -> None:
+def test_build_clients_with_a_sandbox_target_talks_to_the_sandbox(sandbox: SandboxHandle) -> None:
     configs = {
         "perftest": ProviderConfig(
             name="perftest",

@@ -46,12 +46,23 @@ class PerfTestClient:
             **(extra_headers or {}),
         }
         headers["Authorization"] = signing.sign(
-            method=method, url=url, headers=headers, body=raw, access_key=self.access_key, secret_key=self.secret_key
+            method=method,
+            url=url,
+            headers=headers,
+            body=raw,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
         )
         return self.http.request(method, url, content=raw, headers=headers)
 
     def create_task(self, *, project_id: int = 42, name: str = "smoke", **fields: Any) -> httpx.Response:
-        body = {"name": name, "parallel": True, "project_id": project_id, "operate_mode": 2, "case_id_list": [1, 2]}
+        body = {
+            "name": name,
+            "parallel": True,
+            "project_id": project_id,
+            "operate_mode": 2,
+            "case_id_list": [1, 2],
+        }
         body.update(fields)
         return self.request("POST", f"/v3/{self.project}/tasks", body=body)
 

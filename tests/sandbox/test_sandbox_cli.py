@@ -43,7 +43,17 @@ def test_serve_runs_until_sigterm(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     data = tmp_path / "world.db"
     process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.sandbox", "serve", "--port", "0", "--auto-create", "--data", str(data)],
+        [
+            sys.executable,
+            "-m",
+            "reconciler.sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--auto-create",
+            "--data",
+            str(data),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,7 +10,9 @@ from reconciler.sandbox import FaultSpec, FaultSpecError
 
 
 def test_a_full_spec_parses_and_prints_back():
-    spec = FaultSpec.parse("500=0.05,503=0.02,429=0.05,retry_after=1,lost_ack=0.02,latency_ms=5-50,malformed=0.01,seed=7")
+    spec = FaultSpec.parse(
+        "500=0.05,503=0.02,429=0.05,retry_after=1,lost_ack=0.02,latency_ms=5-50,malformed=0.01,seed=7"
+    )
     assert spec.seed == 7 and spec.retry_after == 1 and spec.latency_ms == (5.0, 50.0)
     assert dict((f.label, rate) for f, rate in spec.rates) == {
         "500": 0.05,
@@ -70,7 +72,9 @@ def test_lost_ack_creates_the_object_but_drops_the_answer(sandbox):
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         PerfTestClient(sandbox).create_task(name="lost")
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        TolokaClient(sandbox).create([suite()], async_mode=True, operation_id="6d84114f-fcfc-473d-8249-1a4f3ea550eb")
+        TolokaClient(sandbox).create(
+            [suite()], async_mode=True, operation_id="6d84114f-fcfc-473d-8249-1a4f3ea550eb"
+        )
     sandbox.set_faults(None)
     objects = sandbox.objects()
     assert [t["name"] for t in objects["perftest_tasks"]] == ["lost"]

@@ -25,7 +25,13 @@ def test_a_sync_create_answers_items_and_validation_errors_by_input_index(toloka
     body = answer.json()
     assert set(body["items"]) == {"0", "2"}
     assert body["validation_errors"] == {
-        "1": {"overlap": {"code": "VALUE_LESS_THAN_MIN", "message": "Value must be greater or equal to 1", "params": [1]}}
+        "1": {
+            "overlap": {
+                "code": "VALUE_LESS_THAN_MIN",
+                "message": "Value must be greater or equal to 1",
+                "params": [1],
+            }
+        }
     }
     created = body["items"]["0"]
     assert SUITE_ID.match(created["id"]) and TIME.match(created["created"])
@@ -40,7 +46,12 @@ def test_one_invalid_suite_without_skip_invalid_items_creates_nothing(toloka, sa
     body = answer.json()
     assert body["code"] == "VALIDATION_ERROR" and body["request_id"]
     assert body["payload"] == {
-        "1": {"tasks.0.input_values": {"code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null"}}
+        "1": {
+            "tasks.0.input_values": {
+                "code": "VALUE_REQUIRED",
+                "message": "Value must be present and not equal to null",
+            }
+        }
     }
     assert sandbox.objects()["task_suites"] == []
 
@@ -59,7 +70,14 @@ def test_a_single_suite_body_answers_the_suite_itself(toloka):
         ({"issuing_order_override": 100000}, "issuing_order_override", "VALUE_GREATER_THAN_MAX"),
         ({"tasks": [{"input_values": "text"}]}, "tasks.0.input_values", "VALUE_TYPE_MISMATCH"),
         (
-            {"tasks": [{"input_values": {}, "known_solutions": [{"output_values": {}, "correctness_weight": 1.5}]}]},
+            {
+                "tasks": [
+                    {
+                        "input_values": {},
+                        "known_solutions": [{"output_values": {}, "correctness_weight": 1.5}],
+                    }
+                ]
+            },
             "tasks.0.known_solutions.0.correctness_weight",
             "VALUE_GREATER_THAN_MAX",
         ),
@@ -135,17 +153,31 @@ def test_an_operation_never_accepted_is_404(toloka):
 
 
 def test_the_operation_log_echoes_each_input_including_unknown_keys(toloka):
-    items = [{**suite(), "__item_idx": "0"}, {**suite(overlap=0), "__item_idx": "1"}, {**suite(), "__item_idx": "2"}]
+    items = [
+        {**suite(), "__item_idx": "0"},
+        {**suite(overlap=0), "__item_idx": "1"},
+        {**suite(), "__item_idx": "2"},
+    ]
     operation_id = toloka.create(items, async_mode=True, skip_invalid_items=True).json()["id"]
     assert toloka.wait(operation_id)["status"] == "SUCCESS"
     log = toloka.get(f"/operations/{operation_id}/log").json()
     assert isinstance(log, list) and [entry["input"] for entry in log] == items
-    assert [entry["type"] for entry in log] == ["TASK_SUITE_CREATE", "TASK_SUITE_VALIDATE", "TASK_SUITE_CREATE"]
+    assert [entry["type"] for entry in log] == [
+        "TASK_SUITE_CREATE",
+        "TASK_SUITE_VALIDATE",
+        "TASK_SUITE_CREATE",
+    ]
     assert log[1] == {
         "type": "TASK_SUITE_VALIDATE",
         "success": False,
         "input": items[1],
-        "output": {"overlap": {"code": "VALUE_LESS_THAN_MIN", "message": "Value must be greater or equal to 1", "params": [1]}},
+        "output": {
+            "overlap": {
+                "code": "VALUE_LESS_THAN_MIN",
+                "message": "Value must be greater or equal to 1",
+                "params": [1],
+            }
+        },
     }
     created = toloka.get(f"/task-suites/{log[0]['output']['task_suite_id']}")
     assert created.status_code == 200 and "__item_idx" not in created.json()
@@ -239,7 +271,9 @@ def test_more_than_a_mebibyte_of_input_values_is_413(toloka):
 
 def test_a_body_that_is_not_json_is_415(sandbox):
     answer = httpx.post(
-        f"{sandbox.url}/api/v1/task-suites", content=b"pool_id=1", headers={**sandbox.toloka_headers, "Content-Type": "text/plain"}
+        f"{sandbox.url}/api/v1/task-suites",
+        content=b"pool_id=1",
+        headers={**sandbox.toloka_headers, "Content-Type": "text/plain"},
     )
     assert answer.status_code == 415
 

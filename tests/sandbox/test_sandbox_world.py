@@ -140,4 +140,3 @@ def test_a_port_in_use_fails_in_the_callers_thread(sandbox):
     port = int(sandbox.url.rsplit(":", 1)[1])
     with pytest.raises(OSError):
         SandboxServer(port=port).start()
-

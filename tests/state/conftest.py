@@ -1,62 +1,18 @@
-"""Backends the state contract suite runs against.
-
-Each backend is a factory of handles on one fresh state: ``open()`` gives another handle on the same state
-(what a second process, or the same one after a restart, would see), and ``location`` is what ``--state``
-would say, for tests that start real processes. A new backend is one more entry in ``BACKENDS``.
-"""
+"""Fixtures of the state suite: ``backend`` (one fresh state per backend of ``BACKENDS``) and ``store``."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
-from reconciler.state import SqliteStateStore, StateStore
+sys.path.insert(0, str(Path(__file__).parent))  # the helper modules beside this file, under any import mode
 
+from state_backends import BACKENDS, Backend  # noqa: E402
 
-class Backend(Protocol):
-    name: str
-
-    @property
-    def location(self) -> str: ...
-
-    def open(self) -> StateStore: ...
-
-    def set_format_version(self, version: int) -> None:
-        """Make the state look as if a newer reconciler wrote it."""
-
-    def close(self) -> None: ...
-
-
-class SqliteBackend:
-    name = "sqlite"
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "state" / "default.db"
-        self._opened: list[StateStore] = []
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
-
-    def open(self) -> StateStore:
-        store = SqliteStateStore(self.path)
-        self._opened.append(store)
-        return store
-
-    def set_format_version(self, version: int) -> None:
-        with sqlite3.connect(self.path) as db:
-            db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (version,))
-
-    def close(self) -> None:
-        for store in self._opened:
-            store.close()
-
-
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": SqliteBackend}
+from reconciler.state import StateStore  # noqa: E402
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Backend
+from state_backends import Backend
 
 from reconciler.state import StateStore, Status
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import Backend
+from state_backends import Backend
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.state import StateStore, default_holder, held_lock
@@ -91,8 +93,8 @@ def test_force_unlock_of_another_id_is_an_error(store: StateStore) -> None:
 
 def test_heartbeat_keeps_lock_alive_past_ttl(backend: Backend, store: StateStore) -> None:
     other = backend.open()
-    with held_lock(store, holder="long run", operation="apply", ttl=0.3) as lock:
-        time.sleep(0.8)
+    with held_lock(store, holder="long run", operation="apply", ttl=0.45) as lock:
+        time.sleep(1.0)
         with pytest.raises(StateLockedError) as refused:
             other.acquire_lock(holder="next run", operation="apply", ttl=30)
         assert refused.value.lock_id == lock.lock_id
@@ -114,7 +116,7 @@ def test_held_lock_refuses_to_start_while_another_run_holds_it(backend: Backend,
 def test_run_that_lost_its_lock_does_not_end_as_a_success(backend: Backend, store: StateStore) -> None:
     other = backend.open()
     with (
-        pytest.raises(StateError, match="lost"),
+        pytest.raises(StateError, match="lost while apply ran: b took it over"),
         held_lock(store, holder="a", operation="apply", ttl=0.3) as lock,
     ):
         other.force_unlock(lock_id=lock.lock_id)
@@ -123,9 +125,13 @@ def test_run_that_lost_its_lock_does_not_end_as_a_success(backend: Backend, stor
     assert other.current_lock().holder == "b"  # type: ignore[union-attr]
 
 
-def test_default_holder_names_user_host_and_process() -> None:
-    import os
+def test_run_whose_lock_was_broken_does_not_end_as_a_success(backend: Backend, store: StateStore) -> None:
+    with pytest.raises(StateError, match="broken"), held_lock(store, holder="a", operation="apply") as lock:
+        backend.open().force_unlock(lock_id=lock.lock_id)
+    assert store.current_lock() is None
 
+
+def test_default_holder_names_user_host_and_process() -> None:
     assert default_holder().endswith(f" pid {os.getpid()}")
     assert "@" in default_holder()
 
@@ -137,7 +143,7 @@ def test_two_processes_racing_for_the_lock_only_one_wins(backend: Backend, store
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(6)
     ]
     for worker in workers:
@@ -152,3 +158,53 @@ def test_two_processes_racing_for_the_lock_only_one_wins(backend: Backend, store
     holder = store.current_lock()
     assert holder is not None and winners == [f"won {holder.lock_id}"]
     assert sorted(answers)[:-1] == [f"lost {holder.holder}"] * 5
+
+
+def _holder_on(host: str, pid: int) -> str:
+    return f"someone@{host} pid {pid}"
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    return finished.pid
+
+
+@pytest.mark.skipif(
+    socket.gethostname().split(".")[0] in ("", "localhost"), reason="this host has no name to tell it apart"
+)
+def test_lock_of_a_dead_process_on_this_machine_is_taken_over(
+    backend: Backend, store: StateStore, dead_pid: int
+) -> None:
+    dead = store.acquire_lock(holder=_holder_on(socket.gethostname(), dead_pid), operation="apply", ttl=3600)
+    with held_lock(backend.open(), holder=default_holder(), operation="apply") as lock:
+        assert store.current_lock() == lock
+    [broken] = [e for e in store.history() if e.event == "lock_broken"]
+    assert broken.detail["lock_id"] == dead.lock_id
+
+
+def test_lock_of_a_live_process_is_kept(backend: Backend, store: StateStore) -> None:
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        store.acquire_lock(holder=_holder_on(socket.gethostname(), alive.pid), operation="apply", ttl=3600)
+        with (
+            pytest.raises(StateLockedError),
+            held_lock(backend.open(), holder=default_holder(), operation="apply"),
+        ):
+            pytest.fail("ran without the lock")
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+@pytest.mark.parametrize("host", ["build-agent-7.example.com", "localhost"])
+def test_lock_of_a_process_elsewhere_is_kept(
+    backend: Backend, store: StateStore, dead_pid: int, host: str
+) -> None:
+    store.acquire_lock(holder=_holder_on(host, dead_pid), operation="apply", ttl=3600)
+    with (
+        pytest.raises(StateLockedError),
+        held_lock(backend.open(), holder=default_holder(), operation="apply"),
+    ):
+        pytest.fail("ran without the lock")

@@ -89,7 +89,7 @@ def test_stores_opened_at_once_on_a_new_file_share_one_lineage(tmp_path: Path) -
         barrier.wait()
         try:
             stores.append(SqliteStateStore(path))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=open_it) for _ in range(6)]

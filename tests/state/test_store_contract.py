@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import Backend
+from state_backends import Backend
 from state_builders import create, intent_for, pending, record
 
 from reconciler.errors import StateError, StateVersionError, UnknownAddressError
@@ -145,8 +145,11 @@ def test_intent_keeps_what_recovery_needs(store: StateStore) -> None:
     store.record_intent(intent=intent, resources=resources)
     [seen] = store.open_intents()
     assert (seen.provider, seen.action, seen.fingerprint, seen.detail) == (
-        intent.provider, intent.action, intent.fingerprint, intent.detail,
-    )  # fmt: skip
+        intent.provider,
+        intent.action,
+        intent.fingerprint,
+        intent.detail,
+    )
     assert seen.resolved is False
 
 
@@ -241,8 +244,12 @@ def test_summaries_carry_what_the_planner_compares(store: StateStore) -> None:
         row = store.get(address=address)
         assert row is not None
         assert (summary.kind, summary.provider, summary.spec_hash, summary.status, summary.remote_id) == (
-            row.kind, row.provider, row.spec_hash, row.status, row.remote_id,
-        )  # fmt: skip
+            row.kind,
+            row.provider,
+            row.spec_hash,
+            row.status,
+            row.remote_id,
+        )
         assert (summary.operation_id, summary.attempt) == (row.operation_id, row.attempt)
     assert isinstance(summaries["TaskSuite/a"].status, Status)
 
@@ -332,11 +339,13 @@ def test_journal_is_append_only_and_in_order(store: StateStore) -> None:
     store.forget(address="TaskSuite/a")
     entries = store.history()
     assert [(e.event, e.address) for e in entries] == [
-        ("intent", "TaskSuite/a"), ("intent", "TaskSuite/b"),
-        ("created", "TaskSuite/a"), ("created", "TaskSuite/b"),
+        ("intent", "TaskSuite/a"),
+        ("intent", "TaskSuite/b"),
+        ("created", "TaskSuite/a"),
+        ("created", "TaskSuite/b"),
         ("resolved", None),
         ("forgotten", "TaskSuite/a"),
-    ]  # fmt: skip
+    ]
     assert [e.seq for e in entries] == sorted({e.seq for e in entries})
     assert [e.at for e in entries] == sorted(e.at for e in entries)
     assert all(e.at.endswith("Z") for e in entries)
@@ -350,8 +359,11 @@ def test_history_shows_the_latest_entries_oldest_first(store: StateStore) -> Non
         create(store, f"TaskSuite/{i}")
     latest = store.history(limit=4)
     assert [(e.event, e.address) for e in latest] == [
-        ("resolved", None), ("intent", "TaskSuite/4"), ("created", "TaskSuite/4"), ("resolved", None),
-    ]  # fmt: skip
+        ("resolved", None),
+        ("intent", "TaskSuite/4"),
+        ("created", "TaskSuite/4"),
+        ("resolved", None),
+    ]
     assert latest == store.history()[-4:]
     assert [e.event for e in store.history(address="TaskSuite/1")] == ["intent", "created"]
 
@@ -364,7 +376,7 @@ def test_concurrent_writers_from_threads_lose_nothing(store: StateStore) -> None
             for n in range(15):
                 create(store, *(f"TaskSuite/w{worker}-{n}-{i}" for i in range(10)))
                 assert store.meta().serial > 0
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]

@@ -1,0 +1,227 @@
+"""`reconciler apply` end to end: a real subprocess, real HTTP to the sandbox, a real SQLite state."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from apply_project import Project, assert_exactly_once, providers_yaml
+
+
+def test_apply_creates_every_resource_once_and_a_second_run_is_a_noop(
+    project: Callable[..., Project],
+) -> None:
+    proj = project(tasks=6, rows=40, batch_size=10)
+    done = proj.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Apply complete: 46 created, 0 failed" in done.stdout
+    assert_exactly_once(proj, tasks=6, rows=40)
+    again = proj.apply()
+    assert again.returncode == 0
+    assert "No changes" in again.stdout
+    assert_exactly_once(proj, tasks=6, rows=40)
+
+
+def test_suites_are_sent_in_async_batches_of_the_configured_size(project: Callable[..., Project]) -> None:
+    proj = project(tasks=0, rows=25, batch_size=10)
+    assert proj.apply().returncode == 0
+    operations = proj.sandbox.objects()["operations"]
+    assert sorted(op["details"]["total_count"] for op in operations) == [5, 10, 10]
+    recorded = proj.recorded()
+    assert {r.operation_id for r in recorded.values()} == {op["id"] for op in operations}
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        "500=0.2,503=0.1,seed=1",
+        "429=0.3,retry_after=1,seed=2",
+        "429=0.3,seed=3",
+        "lost_ack=0.3,seed=4",
+        "malformed=0.2,seed=5",
+        "500=0.1,503=0.1,429=0.1,lost_ack=0.1,latency_ms=1-20,seed=6",
+    ],
+)
+def test_apply_converges_through_faults_with_exactly_one_object_per_resource(
+    project: Callable[..., Project], faults: str
+) -> None:
+    proj = project(tasks=8, rows=30, batch_size=7)
+    proj.sandbox.set_faults(faults)
+    for _ in range(4):
+        done = proj.apply()
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stdout + done.stderr
+    proj.sandbox.set_faults(None)
+    assert_exactly_once(proj, tasks=8, rows=30)
+    assert "No changes" in proj.apply().stdout
+
+
+@pytest.mark.parametrize(
+    "failpoint", ["after_intent:1", "after_intent:4", "after_send:1", "after_send:3", "after_outcome:2"]
+)
+def test_apply_killed_at_a_failpoint_then_rerun_creates_nothing_twice(
+    project: Callable[..., Project], failpoint: str
+) -> None:
+    proj = project(tasks=5, rows=20, batch_size=5)
+    killed = proj.apply("--parallelism", "2", extra_env={"RECONCILER_FAILPOINT": failpoint})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    pending = [a for a, r in proj.recorded().items() if r.status.value == "pending"]
+    if failpoint.startswith(("after_intent", "after_send")):
+        assert pending, "the kill should leave an intent to resolve"
+        plan = proj.run("plan", "manifests")
+        assert "? " in plan.stdout and "to resolve" in plan.stdout
+    done = proj.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exactly_once(proj, tasks=5, rows=20)
+
+
+def test_apply_sigkilled_at_random_moments_converges_without_duplicates(
+    project: Callable[..., Project],
+) -> None:
+    proj = project(tasks=12, rows=60, batch_size=6)
+    proj.sandbox.set_faults("latency_ms=20-60,seed=11")
+    kills = 0
+    for delay in (0.6, 0.9, 1.2, 1.5, 1.8):
+        runner = proj.popen("apply", "manifests", "--auto-approve", "--parallelism", "3")
+        time.sleep(delay)
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGKILL)
+            kills += 1
+        runner.communicate(timeout=60)
+    assert kills >= 2, "the apply finished too fast for the kills to land"
+    proj.sandbox.set_faults(None)
+    for _ in range(3):
+        done = proj.apply()
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exactly_once(proj, tasks=12, rows=60)
+
+
+def test_ctrl_c_finishes_calls_in_flight_records_them_and_exits_130(project: Callable[..., Project]) -> None:
+    proj = project(tasks=20, rows=0)
+    proj.sandbox.set_faults("latency_ms=100-150,seed=3")
+    runner = proj.popen("apply", "manifests", "--auto-approve", "--parallelism", "2")
+    time.sleep(1.5)
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130, out + err
+    recorded = proj.recorded()
+    assert recorded, "something was created before the interrupt"
+    assert all(r.status.value == "created" for r in recorded.values()), "in-flight calls were not recorded"
+    created = len(proj.sandbox.objects()["perftest_tasks"])
+    assert created == len(recorded) < 20
+    proj.sandbox.set_faults(None)
+    assert proj.apply().returncode == 0
+    assert_exactly_once(proj, tasks=20, rows=0)
+
+
+def test_stale_plan_is_refused_and_nothing_is_sent(project: Callable[..., Project]) -> None:
+    proj = project(tasks=2, rows=0)
+    assert proj.run("plan", "manifests", "--out", "plan.json").returncode == 0
+    assert proj.apply().returncode == 0
+    stale = proj.run("apply", "plan.json", "--auto-approve")
+    assert stale.returncode == 1
+    assert "stale" in stale.stderr and "reconciler plan" in stale.stderr
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+
+
+def test_saved_plan_applies_exactly_what_it_says(project: Callable[..., Project]) -> None:
+    proj = project(tasks=2, rows=5, batch_size=5)
+    assert proj.run("plan", "manifests", "--out", "plan.json").returncode == 0
+    proj.write(
+        "perftest/more.yaml", (proj.manifests / "perftest/tasks.yaml").read_text().replace("load-", "extra-")
+    )
+    done = proj.run("apply", "plan.json", "--auto-approve")
+    assert done.returncode == 0, done.stderr
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+
+
+def test_a_change_is_refused_without_replace_and_replaced_with_it(project: Callable[..., Project]) -> None:
+    proj = project(tasks=2, rows=0)
+    assert proj.apply().returncode == 0
+    tasks = proj.manifests / "perftest/tasks.yaml"
+    tasks.write_text(tasks.read_text().replace("case_id_list: [1, 2]", "case_id_list: [1, 2, 3]"))
+    refused = proj.apply()
+    assert refused.returncode == 1
+    assert "--replace PerfTestTask/load-000" in refused.stderr
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+    old_id = proj.recorded()["PerfTestTask/load-000"].remote_id
+    replaced = proj.apply("--replace", "PerfTestTask/load-000")
+    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+    new_id = proj.recorded()["PerfTestTask/load-000"].remote_id
+    assert new_id != old_id and len(proj.sandbox.objects()["perftest_tasks"]) == 3
+    history = proj.run("state", "history", "PerfTestTask/load-000").stdout
+    assert "replaced" in history and old_id in history
+
+
+def test_suites_toloka_rejects_are_recorded_as_failed_with_its_message(
+    project: Callable[..., Project], sandbox_factory: Callable[..., Any], tmp_path: Any
+) -> None:
+    strict = sandbox_factory(auto_create=False)
+    strict.add_pool("5001")
+    proj = project(tasks=0, rows=3, batch_size=5)
+    proj.sandbox = strict
+    proj.write("providers.yaml", providers_yaml(strict, batch_size=5))
+    proj.write(
+        "toloka/extra.yaml",
+        """\
+apiVersion: reconciler/v1
+kind: TaskSuite
+metadata: {name: lost}
+spec:
+  pool_id: "999"
+  overlap: 1
+  tasks: [{input_values: {text: nowhere}}]
+""",
+    )
+    done = proj.apply()
+    assert done.returncode == 1
+    assert "TaskSuite/lost: failed" in done.stdout and "pool_id" in done.stdout
+    recorded = proj.recorded()
+    assert recorded["TaskSuite/lost"].status.value == "failed"
+    assert sum(r.status.value == "created" for r in recorded.values()) == 3
+
+
+def test_apply_without_a_terminal_needs_auto_approve(project: Callable[..., Project]) -> None:
+    proj = project(tasks=1, rows=0)
+    done = proj.run("apply", "manifests")
+    assert done.returncode == 1
+    assert "--auto-approve" in done.stderr
+    assert proj.sandbox.objects()["perftest_tasks"] == []
+
+
+def test_missing_credentials_name_the_variable_and_send_nothing(project: Callable[..., Project]) -> None:
+    proj = project(tasks=1, rows=0)
+    env = dict(proj.env)
+    del env["TEST_CPTS_SK"]
+    proj.env = env
+    done = proj.apply()
+    assert done.returncode == 1
+    assert "TEST_CPTS_SK" in done.stderr and proj.sandbox.secret_key not in done.stderr
+    assert proj.sandbox.objects()["perftest_tasks"] == []
+
+
+def test_json_events_report_every_outcome(project: Callable[..., Project]) -> None:
+    proj = project(tasks=2, rows=3, batch_size=5)
+    done = proj.apply("--json")
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    created = [e for e in events if e["type"] == "apply_created"]
+    assert len(created) == 5 and all(e["remote_id"] for e in created)
+    assert events[-1]["type"] == "apply_summary" and events[-1]["ok"] is True
+
+
+def test_no_secret_reaches_state_plan_or_output(project: Callable[..., Project]) -> None:
+    proj = project(tasks=2, rows=3, batch_size=5)
+    plan = proj.run("plan", "manifests", "--out", "plan.json")
+    done = proj.run("apply", "plan.json", "--auto-approve")
+    secrets = [proj.sandbox.secret_key, proj.sandbox.toloka_token]
+    blobs = [plan.stdout, plan.stderr, done.stdout, done.stderr, (proj.root / "plan.json").read_text()]
+    blobs.append((proj.root / "state" / "default.db").read_bytes().decode("utf-8", "replace"))
+    for secret in secrets:
+        assert all(secret not in blob for blob in blobs)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> RunCli:
+    """Run the real `reconciler` command in a fresh working directory (its own state/), as a user would."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None):
+        full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+        full_env.pop("RECONCILER_FAILPOINT", None) if env is None or "RECONCILER_FAILPOINT" not in env else None
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler", *args],
+            cwd=cwd or tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    return run
