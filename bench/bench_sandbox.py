@@ -1,7 +1,7 @@
 """How fast the sandbox is: Toloka suites/s through async batches, and signed PerfTest creates/s.
 
     .venv/bin/python bench/bench_sandbox.py [--suites 100000] [--batch 5000] [--submitters 4]
-                                           [--tasks 5000] [--threads 10] [--in-process]
+                                           [--tasks 5000] [--threads 10] [--in-process] [--data FILE]
 
 By default the sandbox runs as its own process (``python -m reconciler.sandbox serve``), as a remote API would:
 in one process the clients' threads and the server would share one GIL and each figure would measure both.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import subprocess
@@ -41,17 +42,23 @@ from reconciler.sandbox import (  # noqa: E402
 
 
 @contextmanager
-def sandbox(in_process: bool) -> Iterator[str]:
+def sandbox(in_process: bool, data: Path | None) -> Iterator[str]:
     if in_process:
         server = SandboxServer(
-            auto_create=True, toloka_requests_per_second=None, perftest_requests_per_second=None, suites_per_minute=None
+            data_path=data,
+            auto_create=True,
+            toloka_requests_per_second=None,
+            perftest_requests_per_second=None,
+            suites_per_minute=None,
         )
         with server:
             yield server.url
         return
     command = [sys.executable, "-m", "reconciler.sandbox", "serve", "--port", "0", "--auto-create"]
     command += ["--toloka-rps", "0", "--perftest-rps", "0", "--suite-quota", "0"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if data is not None:
+        command += ["--data", str(data)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
@@ -70,7 +77,12 @@ def bench_suites(url: str, total: int, batch: int, submitters: int) -> float:
     bodies = []
     for start in range(0, total, batch):
         suites = [
-            {"pool_id": "777", "overlap": 1, "tasks": [{"input_values": {"text": f"item {i}", "n": i}}], "__item_idx": str(i)}
+            {
+                "pool_id": "777",
+                "overlap": 1,
+                "tasks": [{"input_values": {"text": f"item {i}", "n": i}}],
+                "__item_idx": str(i),
+            }
             for i in range(start, min(start + batch, total))
         ]
         bodies.append((str(uuid.uuid4()), json.dumps(suites).encode()))
@@ -169,13 +181,19 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5_000)
     parser.add_argument("--threads", type=int, default=10)
     parser.add_argument("--in-process", action="store_true", help="run the sandbox in this process")
+    parser.add_argument("--data", type=Path, help="keep the world in this SQLite file (default: memory)")
     args = parser.parse_args()
     where = "in-process" if args.in_process else "separate process"
-    with sandbox(args.in_process) as url:
-        print(f"sandbox ({where}) at {url}")
+    where += f", data in {args.data}" if args.data else ", in memory"
+    parser_impl = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if args.data is not None and args.data.exists():
+        args.data.unlink()
+    with sandbox(args.in_process, args.data) as url:
+        print(f"sandbox ({where}, uvicorn with {parser_impl}) at {url}")
         for submitters in sorted({1, args.submitters}):
             rate = bench_suites(url, args.suites, args.batch, submitters)
-            print(f"toloka: {args.suites} suites in async batches of {args.batch}, {submitters} submitter(s): {rate:,.0f} suites/s")
+            label = f"{args.suites} suites in async batches of {args.batch}, {submitters} submitter(s)"
+            print(f"toloka: {label}: {rate:,.0f} suites/s")
         rate = bench_tasks(url, args.tasks, args.threads)
         print(f"perftest: {args.tasks} signed creates with {args.threads} client threads: {rate:,.0f} creates/s")
 

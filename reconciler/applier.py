@@ -19,6 +19,7 @@ and be recorded while nothing new starts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -144,8 +145,7 @@ class Applier:
 
     def resolve_open_intents(self) -> None:
         intents = self.store.open_intents()
-        jobs = [lambda i=i: self._resolve(i) for i in intents]
-        self._run_jobs(jobs)
+        self._run_jobs([functools.partial(self._resolve, intent) for intent in intents])
 
     def _create(self, actions: list[Action]) -> None:
         toloka: list[Action] = []
@@ -157,11 +157,11 @@ class Applier:
             else:
                 perftest.append(action)
         for batch in self.toloka_batches(toloka):
-            jobs.append(lambda b=batch: self._send_toloka_batch(b))
+            jobs.append(functools.partial(self._send_toloka_batch, batch))
         if perftest:
             existing = self._existing_perftest_names(perftest)
             for action in perftest:
-                jobs.append(lambda a=action: self._send_perftest_task(a, existing))
+                jobs.append(functools.partial(self._send_perftest_task, action, existing))
         self._run_jobs(jobs)
 
     # --- scheduling ----------------------------------------------------------------------------------------
@@ -311,9 +311,9 @@ class Applier:
 
     def _record_toloka_log(self, intent: Intent, operation: Operation, log: list[LogEntry]) -> None:
         by_index: dict[int, LogEntry] = {}
-        for entry in log:
-            if entry.item_idx is not None:
-                by_index[entry.item_idx] = entry
+        for logged in log:
+            if logged.item_idx is not None:
+                by_index[logged.item_idx] = logged
         outcomes: list[Outcome] = []
         missing: list[str] = []
         for index, address in enumerate(intent.addresses):
@@ -360,9 +360,7 @@ class Applier:
             existing[key] = names
         return existing
 
-    def _send_perftest_task(
-        self, action: Action, existing: Mapping[tuple[str, int], Mapping[str, list[str]]]
-    ) -> None:
+    def _send_perftest_task(self, action: Action, existing: Mapping[tuple[str, int], Mapping[str, list[str]]]) -> None:
         spec = action.spec or {}
         client = self._client(action.provider)
         assert isinstance(client, PerfTestClient)
@@ -418,7 +416,9 @@ class Applier:
             self._record(op_id, [Outcome(address, Status.CREATED, remote_id=str(task_id))], resolved=True)
             return
         self._unresolved(
-            [address], op_id, "the outcome stayed unknown after several attempts; run apply again to resolve it"
+            [address],
+            op_id,
+            "the outcome stayed unknown after several attempts; run apply again to resolve it",
         )
 
     def _perftest_adopt(self, intent: Intent, client: PerfTestClient) -> object:
@@ -429,17 +429,13 @@ class Applier:
         name = str(detail["name"])
         preexisting = {str(i) for i in detail.get("preexisting_ids") or []}
         try:
-            candidates = [
-                t for t in client.find_tasks_by_name(project, name) if str(t.get("id")) not in preexisting
-            ]
+            candidates = [t for t in client.find_tasks_by_name(project, name) if str(t.get("id")) not in preexisting]
         except ProviderError as err:
             self._unresolved([address], intent.operation_id, f"could not list test project {project}: {err}")
             return _LOOKUP_FAILED
         if len(candidates) == 1:
             remote_id = str(candidates[0]["id"])
-            self._record(
-                intent.operation_id, [Outcome(address, Status.CREATED, remote_id=remote_id)], resolved=True
-            )
+            self._record(intent.operation_id, [Outcome(address, Status.CREATED, remote_id=remote_id)], resolved=True)
             with self._lock:
                 self._result.adopted += 1
             self._emit(ApplyEvent("adopted", address, intent.operation_id, remote_id))

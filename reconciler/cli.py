@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import manifest
-from reconciler.applier import MAX_BATCH_ITEMS, Applier, refuse_changes
+from reconciler.applier import MAX_BATCH_ITEMS, Applier, ApplyResult, refuse_changes
 from reconciler.errors import (
     ApplyRefusedError,
     ManifestError,
@@ -90,9 +90,7 @@ def common_options(*, sandbox: bool = False) -> Callable[[F], F]:
         @click.option("--no-color", is_flag=True, help="Plain output, even on a terminal.")
         @click.option("-v", "--verbose", count=True, help="Say more (skipped files, every suite of a set).")
         @functools.wraps(fn)
-        def wrapper(
-            *args: Any, state: str | None, workspace: str, no_color: bool, verbose: int, **kwargs: Any
-        ) -> Any:
+        def wrapper(*args: Any, state: str | None, workspace: str, no_color: bool, verbose: int, **kwargs: Any) -> Any:
             use_sandbox = bool(kwargs.pop("sandbox", False))
             common = Common(
                 state=state,
@@ -174,9 +172,7 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(
-    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
-)
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="reconciler")
 def cli() -> None:
     """Keep CodeArts PerfTest tasks and Toloka task suites in git: describe them in manifests, `plan` what
@@ -252,9 +248,7 @@ def _plan_from_manifests(
     help="Exit 0 when there is nothing to do, 1 on error, 2 when the plan has changes.",
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only this address (repeat).")
-@click.option(
-    "--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS."
-)
+@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS.")
 @common_options(sandbox=True)
 @guarded
 def plan(
@@ -303,9 +297,7 @@ def show(common: Common, planfile: Path, as_json: bool) -> None:
         for event in plan_events(saved):
             write_event(sys.stdout, event)
         return
-    click.echo(
-        f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}."
-    )
+    click.echo(f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}.")
     render_plan(saved, common.printer(), verbose=bool(common.verbose))
 
 
@@ -412,8 +404,7 @@ def state_history(common: Common, address: str | None, limit: int) -> None:
         for entry in store.history(address=address, limit=limit):
             detail = json.dumps(entry.detail, ensure_ascii=False) if entry.detail else ""
             click.echo(
-                f"{entry.seq}\t{entry.at}\t{entry.event}\t{entry.address or '-'}\t{entry.operation_id or '-'}"
-                f"\t{detail}"
+                f"{entry.seq}\t{entry.at}\t{entry.event}\t{entry.address or '-'}\t{entry.operation_id or '-'}\t{detail}"
             )
 
 
@@ -482,9 +473,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (pipelines).")
-@click.option(
-    "--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Remote calls at once."
-)
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Remote calls at once.")
 @click.option(
     "--replace",
     "replace",
@@ -518,73 +507,107 @@ def apply(
     if from_file and (replace or targets):
         raise click.UsageError("--replace and --target go to `reconciler plan` when you apply a saved plan")
     printer = common.printer()
-    with _sandbox(common) as sandbox_target, _opened(common) as store:
-        with held_lock(store, holder=default_holder(), operation="apply"):
-            if from_file:
-                the_plan = read_plan(paths[0])
-                meta = store.meta()
-                if (the_plan.lineage, the_plan.serial) != (meta.lineage, meta.serial):
-                    raise StalePlanError(
-                        f"{paths[0]} is stale: it was made against state serial {the_plan.serial}"
-                        f"{'' if the_plan.lineage == meta.lineage else ' of another state'}, and the state is now "
-                        f"at serial {meta.serial}; make a new plan with `reconciler plan ... --out {paths[0]}`"
-                    )
-            else:
-                the_plan = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
-            refuse_changes(the_plan)
-            if as_json:
-                for event in plan_events(the_plan):
-                    write_event(sys.stdout, event)
-            else:
-                render_plan(the_plan, printer, verbose=bool(common.verbose))
-            if not the_plan.of_type(ActionType.CREATE, ActionType.REPLACE, ActionType.RESOLVE):
-                if not as_json and the_plan.has_changes:
-                    click.echo("\nNothing to create.")
-                return
-            if not auto_approve:
-                if not sys.stdin.isatty():
-                    raise ApplyRefusedError(
-                        "apply asks for confirmation and there is no terminal to ask on; nothing was sent. "
-                        "Pass --auto-approve in pipelines"
-                    )
-                click.echo()
-                answer = click.prompt(
-                    "Do you want to perform these actions? Only 'yes' will be accepted", default="", show_default=False
-                )
-                if answer.strip() != "yes":
-                    click.echo("Apply cancelled; nothing was sent.")
-                    sys.exit(1)
-            providers = {
-                name: ProviderConfig(name=name, type=p["type"], spec=p["spec"], source=SourceRef(str(paths[0]), None))
-                for name, p in the_plan.providers.items()
-            }
-            clients = build_clients(providers, environ=os.environ, sandbox=sandbox_target)
-            batch_sizes = {
-                name: int(effective_settings(config, os.environ).get("batch_size", MAX_BATCH_ITEMS))
-                for name, config in providers.items()
-            }
-            stop = threading.Event()
-            reporter = ApplyReporter(printer, as_json=as_json, total=_work_size(the_plan))
-            try:
-                with _interrupts_to(stop), reporter:
-                    applier = Applier(
-                        store=store,
-                        clients=clients,
-                        lineage=the_plan.lineage,
-                        parallelism=parallelism,
-                        batch_sizes=batch_sizes,
-                        on_event=reporter.event,
-                        stop=stop,
-                    )
-                    result = applier.run(the_plan)
-            finally:
-                for client in clients.values():
-                    client.close()
-            reporter.summary(result)
+    with (
+        _sandbox(common) as sandbox_target,
+        _opened(common) as store,
+        held_lock(store, holder=default_holder(), operation="apply"),
+    ):
+        if from_file:
+            the_plan = _current_saved_plan(store, paths[0])
+        else:
+            the_plan = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
+        refuse_changes(the_plan)
+        if as_json:
+            for event in plan_events(the_plan):
+                write_event(sys.stdout, event)
+        else:
+            render_plan(the_plan, printer, verbose=bool(common.verbose))
+        if not the_plan.of_type(ActionType.CREATE, ActionType.REPLACE, ActionType.RESOLVE):
+            if not as_json and the_plan.has_changes:
+                click.echo("\nNothing to create.")
+            return
+        if not auto_approve:
+            _confirm()
+        result = _run_applier(
+            the_plan,
+            store,
+            sandbox_target,
+            printer=printer,
+            as_json=as_json,
+            parallelism=parallelism,
+            source=str(paths[0]),
+        )
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     if not result.ok:
         sys.exit(1)
+
+
+def _current_saved_plan(store: StateStore, path: Path) -> Plan:
+    """A saved plan applies only to the state it was made against, unchanged since."""
+    saved = read_plan(path)
+    meta = store.meta()
+    if (saved.lineage, saved.serial) != (meta.lineage, meta.serial):
+        other = "" if saved.lineage == meta.lineage else " of another state"
+        raise StalePlanError(
+            f"{path} is stale: it was made against state serial {saved.serial}{other}, and the state is now at "
+            f"serial {meta.serial}; make a new plan with `reconciler plan ... --out {path}`"
+        )
+    return saved
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise ApplyRefusedError(
+            "apply asks for confirmation and there is no terminal to ask on; nothing was sent. "
+            "Pass --auto-approve in pipelines"
+        )
+    click.echo()
+    answer = click.prompt(
+        "Do you want to perform these actions? Only 'yes' will be accepted", default="", show_default=False
+    )
+    if answer.strip() != "yes":
+        raise ApplyRefusedError("apply cancelled; nothing was sent")
+
+
+def _run_applier(
+    the_plan: Plan,
+    store: StateStore,
+    sandbox_target: SandboxTarget | None,
+    *,
+    printer: Printer,
+    as_json: bool,
+    parallelism: int,
+    source: str,
+) -> ApplyResult:
+    providers = {
+        name: ProviderConfig(name=name, type=p["type"], spec=p["spec"], source=SourceRef(source, None))
+        for name, p in the_plan.providers.items()
+    }
+    batch_sizes = {
+        name: int(effective_settings(config, os.environ).get("batch_size", MAX_BATCH_ITEMS))
+        for name, config in providers.items()
+    }
+    clients = build_clients(providers, environ=os.environ, sandbox=sandbox_target)
+    stop = threading.Event()
+    reporter = ApplyReporter(printer, as_json=as_json, total=_work_size(the_plan))
+    try:
+        with _interrupts_to(stop), reporter:
+            applier = Applier(
+                store=store,
+                clients=clients,
+                lineage=the_plan.lineage,
+                parallelism=parallelism,
+                batch_sizes=batch_sizes,
+                on_event=reporter.event,
+                stop=stop,
+            )
+            result = applier.run(the_plan)
+    finally:
+        for client in clients.values():
+            client.close()
+    reporter.summary(result)
+    return result
 
 
 def _work_size(the_plan: Plan) -> int:
@@ -637,5 +660,3 @@ def main() -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(1)
-
-

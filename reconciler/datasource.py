@@ -110,8 +110,7 @@ def data_format(spec: TaskSuiteSetSpec, data: Path) -> str:
     fmt = FORMAT_OF_SUFFIX.get(data.suffix.lower())
     if fmt is None:
         raise SourceError(
-            f"cannot tell the format of {data.name!r} from its extension; "
-            "set spec.format to jsonl, csv or tsv"
+            f"cannot tell the format of {data.name!r} from its extension; set spec.format to jsonl, csv or tsv"
         )
     return fmt
 
@@ -157,9 +156,7 @@ class _Reporter:
         hidden = self.count - MAX_PROBLEMS_PER_FILE
         if hidden > 0:
             self.problems.append(
-                Problem(
-                    self.display, None, self.address, None, f"... and {hidden} more problems in this file"
-                )
+                Problem(self.display, None, self.address, None, f"... and {hidden} more problems in this file")
             )
 
 
@@ -298,9 +295,7 @@ def _key_ok(key: str, report: _Reporter, line: int, *, what: str) -> bool:
     return True
 
 
-def _chunk(
-    spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], report: _Reporter
-) -> list[_Group]:
+def _chunk(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], report: _Reporter) -> list[_Group]:
     size = spec.tasks_per_suite or 1
     checker = _Rows(spec, report, keys_name_suites=True)
     groups: list[_Group] = []
@@ -318,9 +313,7 @@ def _chunk(
     return groups
 
 
-def _group(
-    spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], report: _Reporter
-) -> list[_Group]:
+def _group(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], report: _Reporter) -> list[_Group]:
     column = spec.group_by
     assert column is not None
     checker = _Rows(spec, report, keys_name_suites=False)

@@ -419,23 +419,17 @@ def _validate(doc: _Document, problems: list[Problem]) -> BaseModel | None:
     if not isinstance(data, dict):
         found = type(data).__name__
         problems.append(
-            doc.problem(
-                (), f"a document must be a mapping with apiVersion, kind, metadata and spec, not {found}"
-            )
+            doc.problem((), f"a document must be a mapping with apiVersion, kind, metadata and spec, not {found}")
         )
         return None
     version = data.get("apiVersion")
     if version is None:
         problems.append(
-            doc.problem(
-                (), f"no apiVersion; every document of a manifest file needs apiVersion: {API_VERSION}"
-            )
+            doc.problem((), f"no apiVersion; every document of a manifest file needs apiVersion: {API_VERSION}")
         )
     elif version != API_VERSION:
         problems.append(
-            doc.problem(
-                ("apiVersion",), f"unsupported apiVersion {version!r}; this reconciler reads {API_VERSION}"
-            )
+            doc.problem(("apiVersion",), f"unsupported apiVersion {version!r}; this reconciler reads {API_VERSION}")
         )
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in DOCUMENT_MODELS:
@@ -548,9 +542,7 @@ class _Assembler:
                 self.problems.append(doc.problem(("metadata", "provider"), message))
             spec = model.spec.model_dump(exclude_none=True)  # type: ignore[attr-defined]
             source = SourceRef(doc.file.display, doc.line)
-            providers[doc.name] = ProviderConfig(
-                doc.name, _PROVIDER_TYPE_OF_PROVIDER_KIND[doc.kind], spec, source
-            )
+            providers[doc.name] = ProviderConfig(doc.name, _PROVIDER_TYPE_OF_PROVIDER_KIND[doc.kind], spec, source)
         return providers
 
     def _unique_addresses(self, docs: Iterator[_Document]) -> set[int]:
@@ -606,9 +598,7 @@ class _Assembler:
         if candidates:
             message = f"several {wanted} documents ({', '.join(candidates)}); set metadata.provider"
         else:
-            message = (
-                f"no {wanted} document; add one (see examples/providers.yaml) or pass the file holding it"
-            )
+            message = f"no {wanted} document; add one (see examples/providers.yaml) or pass the file holding it"
         self.problems.append(doc.problem(("metadata",), message))
         return None
 
@@ -618,9 +608,7 @@ class _Assembler:
         assert address is not None
         if isinstance(model, PerfTestTaskDocument):
             spec = perftest_task_spec(model.metadata, model.spec)
-            yield make_resource(
-                address=address, kind=PERFTEST_TASK, provider=provider, spec=spec, source=source
-            )
+            yield make_resource(address=address, kind=PERFTEST_TASK, provider=provider, spec=spec, source=source)
         elif isinstance(model, TaskSuiteDocument):
             spec = task_suite_spec(model.spec)
             yield make_resource(address=address, kind=TASK_SUITE, provider=provider, spec=spec, source=source)

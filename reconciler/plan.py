@@ -184,9 +184,7 @@ def _action_to_dict(action: Action) -> dict[str, Any]:
     if action.attempt:
         out["attempt"] = action.attempt
     if action.diff:
-        out["diff"] = [
-            {"path": c.path, "change": c.change, "before": c.before, "after": c.after} for c in action.diff
-        ]
+        out["diff"] = [{"path": c.path, "change": c.change, "before": c.before, "after": c.after} for c in action.diff]
     return out
 
 

@@ -61,7 +61,10 @@ def make_plan(
         elif rec.status is Status.FAILED:
             actions.append(
                 _from_resource(
-                    ActionType.CREATE, resource, "the last attempt failed; trying again", attempt=rec.attempt + 1
+                    ActionType.CREATE,
+                    resource,
+                    "the last attempt failed; trying again",
+                    attempt=rec.attempt + 1,
                 )
             )
         elif address in replace:
@@ -133,9 +136,7 @@ def _matches(address: str, target: str) -> bool:
     return address == target or address.startswith(target + "/")
 
 
-def _check_addresses(
-    wanted: Collection[str], known: set[str], *, recorded_extra: Collection[str], option: str
-) -> None:
+def _check_addresses(wanted: Collection[str], known: set[str], *, recorded_extra: Collection[str], option: str) -> None:
     for target in wanted:
         if target in known or target in recorded_extra:
             continue

@@ -208,9 +208,8 @@ class ApplyReporter:
             with self._write_lock:
                 write_event(self.printer.out, payload)
             return
-        if event.type in ("created", "failed", "unresolved", "adopted") and self._progress is not None:
-            if self._task is not None and event.type != "adopted":
-                self._progress.advance(self._task, event.count)
+        if event.type in ("created", "failed", "unresolved") and self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, event.count)
         text, colour = self._line(event)
         if text is None:
             return
@@ -225,7 +224,10 @@ class ApplyReporter:
         if event.type == "created" and few:
             return f"  + {event.address}: created (remote id {event.remote_id})", "green"
         if event.type == "adopted":
-            return f"  + {event.address}: found the object an interrupted call made (remote id {event.remote_id})", "green"
+            return (
+                f"  + {event.address}: found the object an interrupted call made (remote id {event.remote_id})",
+                "green",
+            )
         if event.type == "failed":
             return f"  x {event.address}: failed: {event.message}", "red"
         if event.type == "unresolved":
@@ -262,7 +264,11 @@ class ApplyReporter:
         if result.skipped:
             parts.append(f"{result.skipped} not started")
         colour = "green" if result.ok else "red"
-        head = "Apply complete" if result.ok else ("Apply interrupted" if result.interrupted else "Apply finished with errors")
+        head = (
+            "Apply complete"
+            if result.ok
+            else ("Apply interrupted" if result.interrupted else "Apply finished with errors")
+        )
         self.printer.line(f"{head}: {', '.join(parts)}.", fg=colour, bold=True)
         if result.stopped_by:
             self.printer.line(f"Stopped: {result.stopped_by}", fg="red")

@@ -200,9 +200,7 @@ class TolokaCredentials(_Strict):
 
 
 class TolokaProviderSpec(_Strict):
-    endpoint: str = Field(
-        default="https://toloka.dev", pattern=r"^https?://", description="Base URL, without /api/v1."
-    )
+    endpoint: str = Field(default="https://toloka.dev", pattern=r"^https?://", description="Base URL, without /api/v1.")
     credentials: TolokaCredentials
     rate_limit: float = Field(default=100.0, gt=0, le=10000, description="Requests per second, at most.")
     batch_size: int = Field(

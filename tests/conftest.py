@@ -107,9 +107,7 @@ class SandboxHandle:
     def patch_object(self, kind: str, object_id: str | int, fields: dict[str, Any]) -> dict[str, Any]:
         return self.admin.patch_object(kind, object_id, fields)
 
-    def add_pool(
-        self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED"
-    ) -> dict[str, Any]:
+    def add_pool(self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED") -> dict[str, Any]:
         return self.admin.add_pool(pool_id, default_overlap=default_overlap, status=status)
 
     def add_test_project(self, project_id: int, name: str) -> dict[str, Any]:
@@ -169,9 +167,7 @@ class OfficialClients:
             env=self.env,
         )
         if completed.returncode != 0:
-            raise AssertionError(
-                f"client script failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
-            )
+            raise AssertionError(f"client script failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
         lines = completed.stdout.strip().splitlines()
         if not lines:
             raise AssertionError(f"client script printed nothing; stderr:\n{completed.stderr[-4000:]}")
@@ -182,9 +178,7 @@ def _clients_work(python: Path, env: dict[str, str]) -> bool:
     if not python.exists():
         return False
     probe = "import toloka.client, huaweicloudsdkcpts.v1, huaweicloudsdkcore.signer.signer"
-    return (
-        subprocess.run([str(python), "-c", probe], capture_output=True, env=env, timeout=120).returncode == 0
-    )
+    return subprocess.run([str(python), "-c", probe], capture_output=True, env=env, timeout=120).returncode == 0
 
 
 def _build_official_clients(target: Path, env: dict[str, str]) -> None:
@@ -199,9 +193,7 @@ def _build_official_clients(target: Path, env: dict[str, str]) -> None:
         try:
             done = subprocess.run(step, capture_output=True, text=True, timeout=900, env=env)
         except subprocess.TimeoutExpired:
-            pytest.fail(
-                f"building the official clients' virtualenv timed out: {' '.join(step)}", pytrace=False
-            )
+            pytest.fail(f"building the official clients' virtualenv timed out: {' '.join(step)}", pytrace=False)
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
             pytest.fail(
@@ -223,8 +215,7 @@ def official_clients() -> OfficialClients:
             _build_official_clients(OFFICIAL_CLIENTS_DIR, env)
             if not _clients_work(python, env):
                 pytest.fail(
-                    "the official clients' virtualenv was built but toloka-kit or huaweicloudsdkcpts "
-                    "does not import",
+                    "the official clients' virtualenv was built but toloka-kit or huaweicloudsdkcpts does not import",
                     pytrace=False,
                 )
     return OfficialClients(python=python, env=env)

@@ -176,9 +176,7 @@ def _build_one(
             )
         ak_env, sk_env = credentials.get("access_key_env"), credentials.get("secret_key_env")
         if not ak_env or not sk_env:
-            raise ConfigError(
-                f"provider {name}: credentials need access_key_env and secret_key_env, or token_env"
-            )
+            raise ConfigError(f"provider {name}: credentials need access_key_env and secret_key_env, or token_env")
         return PerfTestClient(
             name=name,
             endpoint=settings["endpoint"],

@@ -159,9 +159,7 @@ def json_body(response: httpx.Response, *, idempotent: bool, provider: str = "")
     except ValueError:
         request = response.request
         what = f"{request.method} {request.url.path}"
-        detail = (
-            f"{what} answered {response.status_code} with a body that is not JSON: {_trim(response.text)!r}"
-        )
+        detail = f"{what} answered {response.status_code} with a body that is not JSON: {_trim(response.text)!r}"
         if idempotent:
             raise TransientProviderError(detail, provider=provider, status=response.status_code) from None
         raise OutcomeUnknownError(
@@ -230,9 +228,7 @@ class HttpClient:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._sleep = sleep
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = transport
         self._rng = rng or random.Random()
         self._auth_hint = auth_hint
@@ -289,9 +285,7 @@ class HttpClient:
         idempotent: bool,
     ) -> httpx.Response:
         """Send with retries; returns only a 2xx response, raises a ``ProviderError`` for everything else."""
-        response, _ = self._send(
-            method, path, params=params, body=json, idempotent=idempotent, want_json=False
-        )
+        response, _ = self._send(method, path, params=params, body=json, idempotent=idempotent, want_json=False)
         return response
 
     def request_json(
@@ -347,9 +341,7 @@ class HttpClient:
                     retry_after=retry.wait,
                 )
             delay = self._delay(attempt, retry.wait)
-            log.info(
-                "%s: %s failed (%s); retry %d in %.2fs", self.provider, what, retry.reason, attempt + 1, delay
-            )
+            log.info("%s: %s failed (%s); retry %d in %.2fs", self.provider, what, retry.reason, attempt + 1, delay)
             self._sleep(delay)
             attempt += 1
 
@@ -408,9 +400,7 @@ class HttpClient:
                     status=status,
                     code=err.code,
                 )
-            return _Retry(
-                f"server answered {status}: {err.message}", status=status, code=err.code, wait=asked
-            )
+            return _Retry(f"server answered {status}: {err.message}", status=status, code=err.code, wait=asked)
         self._refuse(what, status, err)
 
     def _refuse(self, what: str, status: int, err: ApiError) -> NoReturn:

@@ -235,9 +235,7 @@ class PerfTestClient:
 
         return fetch
 
-    def _missing_project(
-        self, test_project_id: object, err: PermanentProviderError
-    ) -> PermanentProviderError:
+    def _missing_project(self, test_project_id: object, err: PermanentProviderError) -> PermanentProviderError:
         return PermanentProviderError(
             f"test project {test_project_id} does not exist in cloud project {self.cloud_project_id} "
             f"(or was deleted); create it in CodeArts PerfTest or fix the task's project_id",

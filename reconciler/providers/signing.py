@@ -89,9 +89,7 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
         raise ValueError(f"authorization header lacks {missing.args[0]}") from None
 
 
-def sign(
-    *, method: str, url: str, headers: dict[str, str], body: bytes, access_key: str, secret_key: str
-) -> str:
+def sign(*, method: str, url: str, headers: dict[str, str], body: bytes, access_key: str, secret_key: str) -> str:
     """The Authorization value for a request whose other headers (X-Sdk-Date, Host, ...) are already set."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)

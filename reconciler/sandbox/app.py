@@ -156,9 +156,7 @@ class SandboxMiddleware:
             if api == "toloka":
                 refusal = toloka_error_body(request_id, 429, "Too many requests per second")
             else:
-                refusal = gateway_error_body(
-                    request_id, GATEWAY_THROTTLED, "The throttling threshold has been reached"
-                )
+                refusal = gateway_error_body(request_id, GATEWAY_THROTTLED, "The throttling threshold has been reached")
             await _send_json(send, 429, refusal)
             return
         fault = decision.fault
@@ -176,9 +174,7 @@ class SandboxMiddleware:
             await self._send_injected(send, api, fault.status, request_id)
         elif fault.kind == "lost_ack":
             body = captured.body
-            await send(
-                {"type": "http.response.start", "status": captured.status, "headers": captured.headers}
-            )
+            await send({"type": "http.response.start", "status": captured.status, "headers": captured.headers})
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
         elif 200 <= captured.status < 300:  # malformed
             body = captured.body[: max(1, len(captured.body) // 2)]
@@ -186,16 +182,12 @@ class SandboxMiddleware:
             await send({"type": "http.response.start", "status": captured.status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
         else:
-            await send(
-                {"type": "http.response.start", "status": captured.status, "headers": captured.headers}
-            )
+            await send({"type": "http.response.start", "status": captured.status, "headers": captured.headers})
             await send({"type": "http.response.body", "body": captured.body, "more_body": False})
 
     async def _send_injected(self, send: Send, api: Api, status: int, request_id: str) -> None:
         spec = self.sandbox.faults.spec
-        headers = (
-            {"Retry-After": str(spec.retry_after)} if status == 429 and spec.retry_after is not None else None
-        )
+        headers = {"Retry-After": str(spec.retry_after)} if status == 429 and spec.retry_after is not None else None
         await _send_json(send, status, injected_error_body(api, status, request_id, spec.interval), headers)
 
 

@@ -174,8 +174,7 @@ def _scripted(item: str, value: str) -> tuple[int, Fault]:
     fault = _fault_for_key(kind.strip())
     if fault is None:
         raise FaultSpecError(
-            f"fault spec item {item!r}: {kind.strip()!r} is not a fault "
-            "(STATUS, STATUS_after, lost_ack, malformed)"
+            f"fault spec item {item!r}: {kind.strip()!r} is not a fault (STATUS, STATUS_after, lost_ack, malformed)"
         )
     return int(position), fault
 

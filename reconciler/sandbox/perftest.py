@@ -218,9 +218,7 @@ async def list_tasks(request: Request) -> Response:
         tasks = sandbox_of(request).world.list_tasks(int(raw), offset, limit)
     except MissingObject:
         return _missing(f"test project {raw}")
-    return json_response(
-        {"code": CPTS_OK, "message": "success", "extend": [], "tasks": [_task_row(t) for t in tasks]}
-    )
+    return json_response({"code": CPTS_OK, "message": "success", "extend": [], "tasks": [_task_row(t) for t in tasks]})
 
 
 async def create_test_project(request: Request) -> Response:

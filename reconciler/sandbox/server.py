@@ -119,9 +119,7 @@ class SandboxServer:
             timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"sandbox:{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(sock,), name=f"sandbox:{self.port}", daemon=True)
         self._thread.start()
         self._wait_until_serving()
         return self

@@ -29,10 +29,7 @@ class BadQuery(ValueError):
 
 def _check_auth(request: Request) -> Response | None:
     scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
-    if (
-        scheme.lower() in ("apikey", "oauth")
-        and key.strip() in sandbox_of(request).world.credentials.toloka_tokens
-    ):
+    if scheme.lower() in ("apikey", "oauth") and key.strip() in sandbox_of(request).world.credentials.toloka_tokens:
         return None
     return toloka_error(request, 401, "Authentication failed: send 'Authorization: ApiKey <key>'")
 
@@ -138,9 +135,7 @@ async def create_task_suites(request: Request) -> Response:
         if world.has_operation(operation_id):
             return _operation_exists(request, operation_id)
     if not sandbox.throttle.admit_suites(len(items), world.clock()):
-        return toloka_error(
-            request, 429, "Too many task suites created this minute", payload={"interval": "MIN"}
-        )
+        return toloka_error(request, 429, "Too many task suites created this minute", payload={"interval": "MIN"})
     if async_mode:
         assert operation_id is not None
         try:

@@ -7,6 +7,7 @@ every field of every suite, keyed by the field's dotted path (``tasks.0.input_va
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 FieldErrors = dict[str, dict[str, Any]]
@@ -15,23 +16,12 @@ TASK_NAME_MAX = 42
 OVERLAP_MIN, OVERLAP_MAX = 1, 30000
 ISSUING_ORDER_LIMIT = 99999.99999
 
-#: Suite fields the API knows; anything else in a submitted suite is ignored (but echoed in operation logs).
-SUITE_FIELDS = (
-    "pool_id",
-    "tasks",
-    "overlap",
-    "infinite_overlap",
-    "reserved_for",
-    "unavailable_for",
-    "issuing_order_override",
-    "mixed",
-    "traits_all_of",
-    "traits_any_of",
-    "traits_none_of_any",
-    "longitude",
-    "latitude",
-)
+#: Suite fields beyond the three every suite has; anything else in a submitted suite is ignored (but echoed in
+#: operation logs, as ``__item_idx`` must be).
+_BASIC_FIELDS = frozenset({"pool_id", "tasks", "overlap"})
 TASK_FIELDS = ("input_values", "known_solutions", "message_on_unknown_solution")
+_STRING_LIST_FIELDS = ("reserved_for", "unavailable_for", "traits_all_of", "traits_any_of", "traits_none_of_any")
+_OPTIONAL_ECHOED = (*_STRING_LIST_FIELDS, "longitude", "latitude")
 
 
 class InvalidTaskBody(ValueError):
@@ -187,23 +177,34 @@ def check_suite(suite: Any, *, default_overlap: int | None, allow_defaults: bool
         errors["overlap"] = _wrong_type("an integer")
     elif (problem := _range(overlap, OVERLAP_MIN, OVERLAP_MAX)) is not None:
         errors["overlap"] = problem
-    mixed = suite.get("mixed")
-    if mixed is not None and not isinstance(mixed, bool):
-        errors["mixed"] = _wrong_type("a boolean")
-    for key in ("reserved_for", "unavailable_for", "traits_all_of", "traits_any_of", "traits_none_of_any"):
-        _check_string_list(suite, key, errors)
-    _check_number(suite, "issuing_order_override", ISSUING_ORDER_LIMIT, errors)
-    _check_number(suite, "latitude", 90, errors)
-    _check_number(suite, "longitude", 180, errors)
+    for key in suite.keys() - _BASIC_FIELDS:  # only the optional fields present: most suites have none
+        check = _OPTIONAL_CHECKS.get(key)
+        if check is not None:
+            check(suite, key, errors)
     return errors
 
 
+def _check_boolean(suite: dict[str, Any], key: str, errors: FieldErrors) -> None:
+    value = suite.get(key)
+    if value is not None and not isinstance(value, bool):
+        errors[key] = _wrong_type("a boolean")
+
+
+_OPTIONAL_CHECKS: dict[str, Callable[[dict[str, Any], str, FieldErrors], None]] = {
+    "mixed": _check_boolean,
+    **{key: _check_string_list for key in _STRING_LIST_FIELDS},
+    "issuing_order_override": lambda suite, key, errors: _check_number(suite, key, ISSUING_ORDER_LIMIT, errors),
+    "latitude": lambda suite, key, errors: _check_number(suite, key, 90, errors),
+    "longitude": lambda suite, key, errors: _check_number(suite, key, 180, errors),
+}
+
+
 def _task_document(task: dict[str, Any]) -> dict[str, Any]:
+    if len(task) == 1 and "input_values" in task:
+        return {"input_values": task["input_values"]}
     doc = {key: task[key] for key in TASK_FIELDS if task.get(key) is not None}
     if "known_solutions" in doc:
-        doc["known_solutions"] = [
-            {"correctness_weight": 1, **solution} for solution in doc["known_solutions"]
-        ]
+        doc["known_solutions"] = [{"correctness_weight": 1, **solution} for solution in doc["known_solutions"]]
     return doc
 
 
@@ -223,7 +224,9 @@ def suite_document(suite: dict[str, Any], *, default_overlap: int | None) -> dic
     doc["infinite_overlap"] = infinite
     doc["mixed"] = bool(suite.get("mixed", False))
     doc["issuing_order_override"] = suite.get("issuing_order_override", 0)
-    for key in SUITE_FIELDS:
-        if key not in doc and suite.get(key) is not None:
-            doc[key] = suite[key]
+    extra = suite.keys() - _BASIC_FIELDS
+    if extra:
+        for key in _OPTIONAL_ECHOED:  # in a fixed order, so a suite always serialises the same way
+            if key in extra and suite[key] is not None:
+                doc[key] = suite[key]
     return doc

@@ -116,6 +116,7 @@ def cpts_time(moment: float) -> str:
     return _cpts_second(int(moment))
 
 
+@functools.lru_cache(maxsize=4096)
 def pool_prefix(pool_id: str) -> str:
     """The first part of a suite id: the pool id in hex, padded to 10 (a hash for non-numeric pool ids)."""
     if pool_id.isdigit() and int(pool_id) < 16**10:
@@ -183,9 +184,12 @@ class World:
         for doc in records.get("task_suites", {}).values():
             self._index_suite(doc)
         self.operations.update(records.get("operations", {}))
-        self.logs.update(records.get("operation_logs", {}))
+        outcomes = records.get("operation_logs", {})
         for op_id, job in records.get("operation_jobs", {}).items():
-            self._schedule(op_id, job)
+            if op_id in outcomes:
+                self.logs[op_id] = [{**entry, "input": job["items"][entry.pop("index")]} for entry in outcomes[op_id]]
+            else:
+                self._schedule(op_id, job)
         self._store.write(self._seed_rows())
 
     def reset(self) -> None:
@@ -328,9 +332,7 @@ class World:
             pool = self.pools[pool_id]
         return pool
 
-    def _check_items(
-        self, items: list[Any], options: SuiteOptions, rows: list[Row]
-    ) -> dict[int, FieldErrors]:
+    def _check_items(self, items: list[Any], options: SuiteOptions, rows: list[Row]) -> dict[int, FieldErrors]:
         errors: dict[int, FieldErrors] = {}
         for index, item in enumerate(items):
             pool_id = item.get("pool_id") if isinstance(item, dict) else None
@@ -364,12 +366,18 @@ class World:
             del ids[at]
         return doc
 
-    def _new_suite(self, item: dict[str, Any], created: float) -> dict[str, Any]:
+    def _new_suites(self, items: list[dict[str, Any]], created: float) -> list[dict[str, Any]]:
+        """Suites created at one moment (a sync request, or an operation finishing), in input order."""
+        created_text = toloka_time(created)
+        second = f"{int(created) & 0xFFFFFFFF:08x}"
+        return [self._new_suite(item, created_text, second) for item in items]
+
+    def _new_suite(self, item: dict[str, Any], created: str, second: str) -> dict[str, Any]:
         pool = self.pools[item["pool_id"]]
         doc = suite_document(item, default_overlap=pool["default_overlap"])
         counter = self._next("suite")
-        doc["id"] = f"{pool_prefix(doc['pool_id'])}--{int(created) & 0xFFFFFFFF:08x}{counter:016x}"
-        doc["created"] = toloka_time(created)
+        doc["id"] = f"{pool_prefix(doc['pool_id'])}--{second}{counter:016x}"
+        doc["created"] = created
         if not doc["infinite_overlap"]:
             doc["remaining_overlap"] = doc["overlap"]
         doc["automerged"] = False
@@ -382,9 +390,7 @@ class World:
             if pool["status"] == "CLOSED":
                 rows.append(self._put_pool({**pool, "status": "OPEN"}))
 
-    def create_suites(
-        self, items: list[Any], options: SuiteOptions
-    ) -> tuple[dict[int, Any], dict[int, FieldErrors]]:
+    def create_suites(self, items: list[Any], options: SuiteOptions) -> tuple[dict[int, Any], dict[int, FieldErrors]]:
         """A synchronous create: {input index: suite} and {input index: field errors}."""
         with self._lock:
             now = self.clock()
@@ -394,8 +400,10 @@ class World:
             if errors and not options.skip_invalid_items:
                 self._store.write(rows)
                 raise SuitesInvalid(errors)
-            created = {i: self._new_suite(item, now) for i, item in enumerate(items) if i not in errors}
-            rows += [("task_suites", s["id"], s) for s in created.values()]
+            valid = [i for i in range(len(items)) if i not in errors]
+            created = dict(zip(valid, self._new_suites([items[i] for i in valid], now), strict=True))
+            if self._store.durable:
+                rows += [("task_suites", s["id"], s) for s in created.values()]
             if options.open_pool:
                 self._open_pools(list(created.values()), rows)
             rows.append(self._counter_row("suite"))
@@ -509,34 +517,29 @@ class World:
                 self._finish(op_id)
 
     def _finish(self, op_id: str) -> None:
+        """Turn a due operation's valid items into suites and write its log, in one store transaction."""
         job = self.jobs.pop(op_id)
         items: list[Any] = job["items"]
         errors: dict[str, FieldErrors] = job["errors"]
         options = SuiteOptions(**job["options"])
         finished = job["finish_at"]
         rows: list[Row] = []
-        log: list[dict[str, Any]] = []
+        outcomes: list[tuple[int, dict[str, Any]]] = []  # (input index, log entry without its input)
         created: list[dict[str, Any]] = []
         rejected = bool(errors) and not options.skip_invalid_items
+        created_text = toloka_time(finished)
+        second = f"{int(finished) & 0xFFFFFFFF:08x}"
         for index, item in enumerate(items):
             problem = errors.get(str(index))
             if problem is not None:
-                log.append(
-                    {"type": "TASK_SUITE_VALIDATE", "success": False, "input": item, "output": problem}
-                )
+                outcomes.append((index, {"type": "TASK_SUITE_VALIDATE", "success": False, "output": problem}))
             elif not rejected:
                 if item["pool_id"] not in self.pools:  # deleted behind our back since submission
                     self._pool_or_create(item["pool_id"], rows)
-                suite = self._new_suite(item, finished)
+                suite = self._new_suite(item, created_text, second)
                 created.append(suite)
-                log.append(
-                    {
-                        "type": "TASK_SUITE_CREATE",
-                        "success": True,
-                        "input": item,
-                        "output": {"task_suite_id": suite["id"]},
-                    }
-                )
+                output = {"task_suite_id": suite["id"]}
+                outcomes.append((index, {"type": "TASK_SUITE_CREATE", "success": True, "output": output}))
         if options.open_pool:
             self._open_pools(created, rows)
         failed = rejected or (not created and bool(errors))
@@ -555,10 +558,13 @@ class World:
             },
         }
         self.operations[op_id] = operation
-        self.logs[op_id] = log
-        rows += [("task_suites", s["id"], s) for s in created]
-        rows += [("operations", op_id, operation), ("operation_logs", op_id, log), self._counter_row("suite")]
-        self._store.write(rows, deletes=[("operation_jobs", op_id)])
+        self.logs[op_id] = [{**entry, "input": items[index]} for index, entry in outcomes]
+        if self._store.durable:
+            # The stored log leaves the inputs out: the job record, kept, already holds one copy of each item.
+            stored_log = [{**entry, "index": index} for index, entry in outcomes]
+            rows += [("task_suites", s["id"], s) for s in created]
+            rows += [("operations", op_id, operation), ("operation_logs", op_id, stored_log)]
+            self._store.write([*rows, self._counter_row("suite")])
 
     def _operation_view(self, operation: dict[str, Any], now: float) -> dict[str, Any]:
         job = self.jobs.get(operation["id"])

@@ -26,12 +26,25 @@ _ANONYMOUS_HOSTS = {"", "localhost"}
 
 
 def default_holder() -> str:
-    """Who to name when another run finds the state locked: ``user@host pid 1234``."""
+    """Who to name when another run finds the state locked: ``user@host pid 1234 pidns 4026531836``.
+
+    The PID namespace makes a process id mean something: two containers may share a host name, never a PID
+    namespace, so only a holder in our own namespace is ever judged dead by its pid.
+    """
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+    namespace = _pid_namespace()
+    suffix = f" pidns {namespace}" if namespace else ""
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}{suffix}"
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return None
 
 
 @contextmanager
@@ -71,9 +84,11 @@ def _holder_is_dead(holder: str) -> bool:
     (a pipeline retry, a crash-recovery loop). A holder on another machine is never judged: only its TTL
     frees it; nor is one whose host name says nothing (``localhost``), which many containers share.
     """
-    match = re.fullmatch(r"(?P<user>.*)@(?P<host>[^ ]+) pid (?P<pid>\d+)", holder)
+    match = re.fullmatch(r"(?P<user>.*)@(?P<host>[^ ]+) pid (?P<pid>\d+) pidns (?P<ns>\d+)", holder)
     host = socket.gethostname()
     if match is None or match["host"] != host or host.split(".")[0] in _ANONYMOUS_HOSTS:
+        return False
+    if match["ns"] != _pid_namespace():
         return False
     pid = int(match["pid"])
     if pid == os.getpid():
@@ -102,9 +117,7 @@ class _Heartbeat:
         self._lock_id = lock_id
         self._ttl = ttl
         self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"state-lock-heartbeat-{lock_id[:8]}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"state-lock-heartbeat-{lock_id[:8]}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()

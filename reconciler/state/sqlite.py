@@ -183,9 +183,7 @@ class SqliteStateStore:
     def meta(self) -> StateMeta:
         with self._read() as db:
             values = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        return StateMeta(
-            lineage=values["lineage"], serial=values["serial"], format_version=values["format_version"]
-        )
+        return StateMeta(lineage=values["lineage"], serial=values["serial"], format_version=values["format_version"])
 
     def summaries(self) -> Iterator[ResourceSummary]:
         """Streams from its own connection in one read transaction: a consistent snapshot that does not
@@ -207,9 +205,7 @@ class SqliteStateStore:
 
     def get(self, *, address: str) -> ResourceRecord | None:
         with self._read() as db:
-            row = db.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address = ?", (address,)
-            ).fetchone()
+            row = db.execute(f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address = ?", (address,)).fetchone()
         return None if row is None else _record(row)
 
     def get_many(self, *, addresses: Iterable[str]) -> dict[str, ResourceRecord]:
@@ -225,9 +221,7 @@ class SqliteStateStore:
 
     def open_intents(self) -> list[Intent]:
         with self._read() as db:
-            rows = db.execute(
-                f"SELECT {_INTENT_COLUMNS} FROM intents WHERE resolved = 0 ORDER BY seq"
-            ).fetchall()
+            rows = db.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE resolved = 0 ORDER BY seq").fetchall()
         return [_intent(row) for row in rows]
 
     def history(self, *, address: str | None = None, limit: int = 100) -> list[JournalEntry]:
@@ -252,10 +246,7 @@ class SqliteStateStore:
         op = intent.operation_id
         addresses, detail = _dumps(intent.addresses), _dumps(intent.detail)
         head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail)
-        rows = [
-            (r.address, r.kind, r.provider, r.spec_hash, op, r.attempt, at, at, _dumps(r.spec))
-            for r in resources
-        ]
+        rows = [(r.address, r.kind, r.provider, r.spec_hash, op, r.attempt, at, at, _dumps(r.spec)) for r in resources]
         entries = [(at, "intent", r.address, op, _intent_entry(r)) for r in resources]
         entries += [(at, "replaced", r.address, op, _replaced_entry(r)) for r in resources if r.replaces]
         with self._write(bump=True) as db:
@@ -270,10 +261,7 @@ class SqliteStateStore:
             return
         at = self._now()
         op = operation_id
-        rows = [
-            (o.status.value, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op)
-            for o in outcomes
-        ]
+        rows = [(o.status.value, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op) for o in outcomes]
         entries: list[tuple[str, str, str | None, str, str]]
         entries = [(at, o.status.value, o.address, op, _outcome_entry(o)) for o in outcomes]
         if resolved:
@@ -397,9 +385,7 @@ class SqliteStateStore:
         with self._write(bump=False) as db:
             row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
             if row is None or row[0] != lock_id:
-                now_held = (
-                    f"it is held by {row[1]} with lock id {row[0]}" if row else "the state is not locked"
-                )
+                now_held = f"it is held by {row[1]} with lock id {row[0]}" if row else "the state is not locked"
                 raise StateError(f"no lock with id {lock_id}: {now_held}")
             db.execute("DELETE FROM lock WHERE lock_id = ?", (lock_id,))
             detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "since": row[3]}
@@ -416,9 +402,7 @@ class SqliteStateStore:
 
     def _error(self, e: sqlite3.Error) -> StateError:
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-            return StateError(
-                f"{self.path}: the state file stayed busy for {BUSY_TIMEOUT:g}s; is a process stuck?"
-            )
+            return StateError(f"{self.path}: the state file stayed busy for {BUSY_TIMEOUT:g}s; is a process stuck?")
         return StateError(f"{self.path}: {e}")
 
     @contextmanager
@@ -476,9 +460,7 @@ def _outcome_entry(outcome: Outcome) -> str:
 def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
     addresses = [r.address for r in resources]
     if len(set(addresses)) != len(addresses) or set(addresses) != set(intent.addresses):
-        raise ValueError(
-            f"the resources of intent {intent.operation_id} must be exactly its addresses, once each"
-        )
+        raise ValueError(f"the resources of intent {intent.operation_id} must be exactly its addresses, once each")
 
 
 def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
@@ -608,9 +590,7 @@ def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> bool:
     if app_id == 0 and tables == 0:
         return True
     if app_id != APPLICATION_ID:
-        raise StateError(
-            f"{path} is not a reconciler state file (it is an SQLite database of something else)"
-        )
+        raise StateError(f"{path} is not a reconciler state file (it is an SQLite database of something else)")
     try:
         row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
     except sqlite3.DatabaseError as e:

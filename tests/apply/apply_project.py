@@ -132,7 +132,5 @@ def assert_exactly_once(proj: Project, *, tasks: int, rows: int) -> None:
         (a, r.status) for a, r in recorded.items() if r.status.value != "created"
     ]
     remote_ids = {r.remote_id for r in recorded.values()}
-    sandbox_ids = {str(t["id"]) for t in objects["perftest_tasks"]} | {
-        str(s["id"]) for s in objects["task_suites"]
-    }
+    sandbox_ids = {str(t["id"]) for t in objects["perftest_tasks"]} | {str(s["id"]) for s in objects["task_suites"]}
     assert remote_ids == sandbox_ids

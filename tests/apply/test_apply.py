@@ -134,9 +134,7 @@ def test_stale_plan_is_refused_and_nothing_is_sent(project: Callable[..., Projec
 def test_saved_plan_applies_exactly_what_it_says(project: Callable[..., Project]) -> None:
     proj = project(tasks=2, rows=5, batch_size=5)
     assert proj.run("plan", "manifests", "--out", "plan.json").returncode == 0
-    proj.write(
-        "perftest/more.yaml", (proj.manifests / "perftest/tasks.yaml").read_text().replace("load-", "extra-")
-    )
+    proj.write("perftest/more.yaml", (proj.manifests / "perftest/tasks.yaml").read_text().replace("load-", "extra-"))
     done = proj.run("apply", "plan.json", "--auto-approve")
     assert done.returncode == 0, done.stderr
     assert len(proj.sandbox.objects()["perftest_tasks"]) == 2

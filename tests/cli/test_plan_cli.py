@@ -27,12 +27,19 @@ def record_all_as_created(workdir: Path, examples: Path) -> None:
             store.record_intent(
                 intent=Intent(op, resource.provider, "test", (resource.address,), "fp"),
                 resources=[
-                    PendingResource(resource.address, resource.kind, resource.provider, resource.spec,
-                                    resource.spec_hash, 0)
+                    PendingResource(
+                        resource.address,
+                        resource.kind,
+                        resource.provider,
+                        resource.spec,
+                        resource.spec_hash,
+                        0,
+                    )
                 ],
             )
             store.record_outcomes(
-                operation_id=op, outcomes=[Outcome(resource.address, Status.CREATED, remote_id=str(n))],
+                operation_id=op,
+                outcomes=[Outcome(resource.address, Status.CREATED, remote_id=str(n))],
                 resolved=True,
             )
     finally:

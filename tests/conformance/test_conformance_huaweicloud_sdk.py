@@ -98,9 +98,7 @@ def test_the_sdk_creates_and_reads_a_test_project(run_sdk):
 
 
 def test_a_wrong_secret_key_makes_the_sdk_raise_a_401_apigw_0301(run_sdk, sandbox):
-    results = run_sdk(
-        [{"op": "create_task", "key": "denied", "name": "x", "test_project": 42}], secret_key="WRONG"
-    )
+    results = run_sdk([{"op": "create_task", "key": "denied", "name": "x", "test_project": 42}], secret_key="WRONG")
     denied = results["denied"]
     assert denied == {
         "ok": False,

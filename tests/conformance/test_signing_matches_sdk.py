@@ -81,11 +81,7 @@ def _case(rng: random.Random) -> dict:
     segments = ["v1", PROJECT] + [_word(rng, ODD) for _ in range(rng.randint(1, 3))]
     resource_path = "/" + "/".join(quote(segment, safe="") for segment in segments)
     query = [(_word(rng, ODD[:-1]), _word(rng, ODD[:-1], 0, 5)) for _ in range(rng.randint(0, 4))]
-    body = (
-        ""
-        if method in ("GET", "DELETE") or rng.random() < 0.2
-        else json.dumps({"name": _word(rng, ODD, 0, 20)})
-    )
+    body = "" if method in ("GET", "DELETE") or rng.random() < 0.2 else json.dumps({"name": _word(rng, ODD, 0, 20)})
     headers = {
         "Content-Type": "application/json",
         "Host": rng.choice([HOST, f"{HOST}:8443", "127.0.0.1:8765"]),

@@ -106,9 +106,7 @@ def test_group_by_gathers_rows_by_value_in_order_of_first_appearance(workdir):
             {"id": 3, "product": "kettle", "text": "c"},
         ),
     )
-    workdir.write(
-        "set.yaml", suite_set(source="reviews.jsonl", group_by="product", input_fields=["id", "text"])
-    )
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", group_by="product", input_fields=["id", "text"]))
 
     resources = workdir.load().resources
 
@@ -163,9 +161,7 @@ def test_repeated_key_in_data_file_names_both_lines(workdir):
     workdir.write("reviews.jsonl", jsonl(*rows(3), "", {"id": "r1", "text": "again"}))
     workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
 
-    assert workdir.problems() == [
-        "reviews.jsonl:5: TaskSuiteSet/reviews: key 'r1' repeated; first used on line 2"
-    ]
+    assert workdir.problems() == ["reviews.jsonl:5: TaskSuiteSet/reviews: key 'r1' repeated; first used on line 2"]
 
 
 def test_bad_rows_are_reported_with_their_lines(workdir):
@@ -256,9 +252,7 @@ def test_giving_both_tasks_per_suite_and_group_by_is_an_error(workdir):
     workdir.write("reviews.jsonl", jsonl(*rows(1)))
     workdir.write("set.yaml", suite_set(source="reviews.jsonl", tasks_per_suite=2, group_by="lang"))
 
-    assert workdir.problems() == [
-        "set.yaml:5: TaskSuiteSet/reviews: spec: give tasks_per_suite or group_by, not both"
-    ]
+    assert workdir.problems() == ["set.yaml:5: TaskSuiteSet/reviews: spec: give tasks_per_suite or group_by, not both"]
 
 
 def test_template_problems_point_into_the_template(workdir):
@@ -281,8 +275,7 @@ def test_template_problems_point_into_the_template(workdir):
     )
 
     assert workdir.problems() == [
-        "set.yaml:10: TaskSuiteSet/reviews: spec.template.overlap: 30001 is greater than the maximum of "
-        "30000",
+        "set.yaml:10: TaskSuiteSet/reviews: spec.template.overlap: 30001 is greater than the maximum of 30000",
         "set.yaml:11: TaskSuiteSet/reviews: spec.template.latitude: 91 is greater than the maximum of 90",
     ]
 
@@ -290,9 +283,7 @@ def test_template_problems_point_into_the_template(workdir):
 def test_data_problems_and_manifest_problems_are_reported_together(workdir):
     workdir.write("reviews.jsonl", jsonl(*rows(2), {"id": "r0"}))
     workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
-    workdir.write(
-        "task.yaml", "apiVersion: reconciler/v1\nkind: PerfTestTask\nmetadata: {name: t}\nspec: {}\n"
-    )
+    workdir.write("task.yaml", "apiVersion: reconciler/v1\nkind: PerfTestTask\nmetadata: {name: t}\nspec: {}\n")
 
     assert workdir.problems() == [
         "reviews.jsonl:3: TaskSuiteSet/reviews: key 'r0' repeated; first used on line 1",

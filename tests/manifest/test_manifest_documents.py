@@ -51,9 +51,7 @@ def test_wrong_type_is_reported_with_file_and_line(workdir):
 def test_missing_required_field_is_reported_at_its_parent(workdir):
     workdir.write("m.yaml", TASK.replace("  parallel: false\n", ""))
 
-    assert workdir.problems() == [
-        "m.yaml:5: PerfTestTask/checkout-smoke: spec: 'parallel' is a required property"
-    ]
+    assert workdir.problems() == ["m.yaml:5: PerfTestTask/checkout-smoke: spec: 'parallel' is a required property"]
 
 
 def test_out_of_range_overlap_is_reported(workdir):
@@ -259,8 +257,7 @@ def test_a_document_without_api_version_inside_a_manifest_file_is_an_error(workd
     )
 
     assert workdir.problems() == [
-        "m.yaml:10: PerfTestTask/b: no apiVersion; every document of a manifest file needs apiVersion: "
-        "reconciler/v1",
+        "m.yaml:10: PerfTestTask/b: no apiVersion; every document of a manifest file needs apiVersion: reconciler/v1",
         "m.yaml:13: PerfTestTask/c: apiVersion: unsupported apiVersion 'reconciler/v2'; this reconciler "
         "reads reconciler/v1",
     ]
@@ -324,17 +321,13 @@ def test_json_manifests_hold_one_document_or_a_list(workdir):
     workdir.write("list.json", json.dumps(docs, indent=2))
     workdir.write("one.json", json.dumps({**docs[0], "metadata": {"name": "t9"}}))
 
-    assert workdir.problems() == [
-        "list.json:24: PerfTestTask/t1: spec.parallel: 'yes' is not of type 'boolean'"
-    ]
+    assert workdir.problems() == ["list.json:24: PerfTestTask/t1: spec.parallel: 'yes' is not of type 'boolean'"]
     workdir.write("list.json", json.dumps(docs[:1], indent="\t"))  # tabs: YAML refuses, JSON reads it
     assert list(workdir.load().resources) == ["PerfTestTask/t0", "PerfTestTask/t9"]
 
 
 def test_resources_come_in_file_order(workdir):
-    workdir.write(
-        "b.yaml", TASK.replace("checkout-smoke", "b1") + "---\n" + TASK.replace("checkout-smoke", "b0")
-    )
+    workdir.write("b.yaml", TASK.replace("checkout-smoke", "b1") + "---\n" + TASK.replace("checkout-smoke", "b0"))
     workdir.write("a/z.yaml", TASK.replace("checkout-smoke", "a"))
 
     assert list(workdir.load().resources) == ["PerfTestTask/a", "PerfTestTask/b1", "PerfTestTask/b0"]
@@ -415,8 +408,7 @@ def test_metadata_provider_must_name_a_provider_of_the_right_type(workdir):
     assert workdir.problems() == [
         "m.yaml:5: PerfTestTask/a: metadata.provider: provider 'toloka' is a TolokaProvider; a PerfTestTask "
         "needs a PerfTestProvider",
-        "m.yaml:15: PerfTestTask/b: metadata.provider: no provider named 'prod' "
-        "(providers: perftest, toloka)",
+        "m.yaml:15: PerfTestTask/b: metadata.provider: no provider named 'prod' (providers: perftest, toloka)",
     ]
 
 

@@ -21,7 +21,11 @@ def suite(name: str, text: str = "hello", overlap: int = 3) -> Resource:
         "options": {"allow_defaults": False, "open_pool": False, "skip_invalid_items": False},
     }
     return make_resource(
-        address=f"TaskSuite/{name}", kind="TaskSuite", provider="toloka", spec=spec, source=SourceRef("m.yaml", 1)
+        address=f"TaskSuite/{name}",
+        kind="TaskSuite",
+        provider="toloka",
+        spec=spec,
+        source=SourceRef("m.yaml", 1),
     )
 
 
@@ -40,7 +44,9 @@ def recorded(resource: Resource, status: Status = Status.CREATED, **overrides: A
     return ResourceSummary(**fields)
 
 
-def plan_for(desired: list[Resource], state: list[ResourceSummary], specs: dict[str, Any] | None = None, **kw: Any) -> Plan:
+def plan_for(
+    desired: list[Resource], state: list[ResourceSummary], specs: dict[str, Any] | None = None, **kw: Any
+) -> Plan:
     return make_plan(
         desired={r.address: r for r in desired},
         providers={},
@@ -116,7 +122,10 @@ def test_target_limits_the_plan_and_covers_every_suite_of_a_set() -> None:
     a = suite("a")
     members = [
         make_resource(
-            address=f"TaskSuiteSet/reviews/{k}", kind="TaskSuiteSet", provider="toloka", spec={"k": k},
+            address=f"TaskSuiteSet/reviews/{k}",
+            kind="TaskSuiteSet",
+            provider="toloka",
+            spec={"k": k},
             source=SourceRef("m.yaml", 1),
         )
         for k in ("r1", "r2")

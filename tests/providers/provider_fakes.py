@@ -117,9 +117,7 @@ class FakeServer:
     def seen(self, method: str | None = None, path_prefix: str = "") -> list[Seen]:
         with self._lock:
             return [
-                r
-                for r in self.requests
-                if (method is None or r.method == method) and r.path.startswith(path_prefix)
+                r for r in self.requests if (method is None or r.method == method) and r.path.startswith(path_prefix)
             ]
 
     def close(self) -> None:

@@ -48,18 +48,13 @@ def task(name: str, project: int = 42) -> dict[str, Any]:
 
 
 def suites(pool: str, count: int, tag: str) -> list[dict[str, Any]]:
-    return [
-        {"pool_id": pool, "overlap": 1, "tasks": [{"input_values": {"text": f"{tag}-{n}"}}]}
-        for n in range(count)
-    ]
+    return [{"pool_id": pool, "overlap": 1, "tasks": [{"input_values": {"text": f"{tag}-{n}"}}]} for n in range(count)]
 
 
 # --- PerfTest -----------------------------------------------------------------------------------------------
 
 
-def test_perftest_creates_reads_and_lists_tasks_in_the_sandbox(
-    sandbox: SandboxHandle, sleeps: list[float]
-) -> None:
+def test_perftest_creates_reads_and_lists_tasks_in_the_sandbox(sandbox: SandboxHandle, sleeps: list[float]) -> None:
     with perftest(sandbox.url, sleeps, page_size=7) as client:
         ids = [client.create_task(task(f"t{n}")) for n in range(16)]
         first = client.get_task(ids[0])
@@ -100,17 +95,11 @@ def test_perftest_create_with_an_unreadable_or_failed_answer_is_outcome_unknown(
     sandbox.set_faults(f"at=1:{fault},methods=POST")
     with perftest(sandbox.url, sleeps) as client, pytest.raises(OutcomeUnknownError):
         client.create_task(task("t"))
-    assert sandbox.stats()["routes"]["POST /v3/{project_id}/tasks"] == {
-        "201" if fault == "malformed" else fault[:3]: 1
-    }
+    assert sandbox.stats()["routes"]["POST /v3/{project_id}/tasks"] == {"201" if fault == "malformed" else fault[:3]: 1}
 
 
-def test_perftest_creates_under_random_faults_never_duplicate(
-    sandbox: SandboxHandle, sleeps: list[float]
-) -> None:
-    sandbox.set_faults(
-        "500=0.1,503=0.05,500_after=0.05,429=0.1,retry_after=1,lost_ack=0.1,malformed=0.05,seed=11"
-    )
+def test_perftest_creates_under_random_faults_never_duplicate(sandbox: SandboxHandle, sleeps: list[float]) -> None:
+    sandbox.set_faults("500=0.1,503=0.05,500_after=0.05,429=0.1,retry_after=1,lost_ack=0.1,malformed=0.05,seed=11")
     names = [f"load-{n}" for n in range(30)]
     unknown = 0
     with perftest(sandbox.url, sleeps) as client:
@@ -151,9 +140,7 @@ def test_perftest_creates_from_many_threads_under_faults_never_duplicate(
     assert sorted(t["name"] for t in sandbox.objects()["perftest_tasks"]) == sorted(names)
 
 
-def test_a_wrong_secret_key_names_the_variables_never_the_secret(
-    sandbox: SandboxHandle, sleeps: list[float]
-) -> None:
+def test_a_wrong_secret_key_names_the_variables_never_the_secret(sandbox: SandboxHandle, sleeps: list[float]) -> None:
     config = ProviderConfig(
         name="perftest",
         type="perftest",
@@ -183,9 +170,7 @@ def test_toloka_batch_round_trip_in_the_sandbox(sandbox: SandboxHandle, sleeps: 
     op_id = str(uuid.uuid4())
     items = suites("12", 5, "a")
     with toloka(sandbox.url, sleeps) as client:
-        accepted = client.create_task_suites_async(
-            operation_id=op_id, items=items, options={"allow_defaults": False}
-        )
+        accepted = client.create_task_suites_async(operation_id=op_id, items=items, options={"allow_defaults": False})
         assert accepted.id == op_id
         done = client.wait_operation(op_id, poll_initial=0.01)
         assert done.status == "SUCCESS" and done.details["success_count"] == 5

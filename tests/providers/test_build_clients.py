@@ -33,9 +33,7 @@ def perftest_config(name: str = "perftest", **credentials: str) -> ProviderConfi
 
 def toloka_config(name: str = "toloka", scheme: str = "ApiKey") -> ProviderConfig:
     spec = {"endpoint": "https://toloka.dev", "credentials": {"token_env": "TOLOKA_KEY", "scheme": scheme}}
-    return ProviderConfig(
-        name=name, type="toloka", spec={**spec, "rate_limit": 100.0}, source=SourceRef("p", 2)
-    )
+    return ProviderConfig(name=name, type="toloka", spec={**spec, "rate_limit": 100.0}, source=SourceRef("p", 2))
 
 
 CONFIGS = {"perftest": perftest_config(), "toloka": toloka_config()}
@@ -123,9 +121,7 @@ def test_a_sandbox_target_needs_no_environment() -> None:
 def test_building_clients_opens_no_connection() -> None:
     # Nothing listens on this endpoint; building must still succeed (connections open on first request).
     config = perftest_config()
-    clients = build_clients(
-        {"p": config}, environ={**SECRETS, "RECONCILER_PERFTEST_ENDPOINT": "http://127.0.0.1:9"}
-    )
+    clients = build_clients({"p": config}, environ={**SECRETS, "RECONCILER_PERFTEST_ENDPOINT": "http://127.0.0.1:9"})
     clients["p"].close()
 
 

@@ -87,9 +87,7 @@ def test_a_request_is_resent_when_the_connection_cannot_be_made_and_then_gives_u
     assert "4 attempts" in str(caught.value)
 
 
-def test_idempotent_requests_retry_every_transient_failure(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_idempotent_requests_retry_every_transient_failure(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(
         script(
             Reply(500, {"code": "INTERNAL_ERROR", "message": "x"}),
@@ -106,9 +104,7 @@ def test_idempotent_requests_retry_every_transient_failure(
     assert len(sleeps) == 5
 
 
-def test_idempotent_requests_resend_after_a_read_timeout(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_idempotent_requests_resend_after_a_read_timeout(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(script(Hang(1.0), Reply(200, {"ok": True})))
     timeout = httpx.Timeout(connect=1, read=0.2, write=1, pool=1)
     with client(server.url, sleeps, timeout=timeout) as http:
@@ -270,9 +266,7 @@ def test_an_unsupported_endpoint_scheme_is_a_permanent_error(sleeps: list[float]
     assert sleeps == []
 
 
-def test_booleans_in_query_parameters_are_spelled_true_and_false(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_booleans_in_query_parameters_are_spelled_true_and_false(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(script(Reply(200, {})))
     with client(server.url, sleeps) as http:
         http.request("GET", "/thing", params={"a": True, "b": False, "n": 3}, idempotent=True)
@@ -293,9 +287,7 @@ def test_rate_limit_spaces_requests(fake_server: StartServer, sleeps: list[float
     assert sleeps == []  # the limiter's waits are not retries
 
 
-def test_rate_limit_is_shared_by_every_thread_using_a_client(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_rate_limit_is_shared_by_every_thread_using_a_client(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(script(Reply(200, {})))
     with client(server.url, sleeps, rate_limit=40.0) as http:
 

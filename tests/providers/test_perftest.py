@@ -53,9 +53,7 @@ def perftest(url: str, sleeps: list[float], **options: Any) -> PerfTestClient:
         ),
     ],
 )
-def test_aksk_signing_matches_the_official_sdk_test_vectors(
-    method: str, url: str, body: bytes, expected: str
-) -> None:
+def test_aksk_signing_matches_the_official_sdk_test_vectors(method: str, url: str, body: bytes, expected: str) -> None:
     auth = AkSkAuth(
         access_key="AKTEST",
         secret_key="SKTEST",
@@ -66,8 +64,7 @@ def test_aksk_signing_matches_the_official_sdk_test_vectors(
     signed = next(auth.sync_auth_flow(request))
     assert signed.headers["X-Sdk-Date"] == "20240101T000000Z"
     assert signed.headers["Authorization"] == (
-        "SDK-HMAC-SHA256 Access=AKTEST, SignedHeaders=content-type;host;x-project-id;x-sdk-date, "
-        f"Signature={expected}"
+        f"SDK-HMAC-SHA256 Access=AKTEST, SignedHeaders=content-type;host;x-project-id;x-sdk-date, Signature={expected}"
     )
 
 
@@ -93,9 +90,7 @@ def test_signed_requests_verify_at_the_server_with_the_port_in_host(
 
     server = fake_server(handler)
     with perftest(server.url, sleeps) as client:
-        assert (
-            client.create_task({"name": "t1", "parallel": True, "project_id": 42, "case_id_list": [1]}) == 5
-        )
+        assert client.create_task({"name": "t1", "parallel": True, "project_id": 42, "case_id_list": [1]}) == 5
         assert client.list_tasks(42) == []
     assert verdicts and all(verdicts)
     first = server.requests[0]
@@ -125,9 +120,7 @@ def test_a_client_needs_some_credentials() -> None:
 def test_perftest_create_posts_to_the_cloud_project_and_returns_the_task_id(
     fake_server: StartServer, sleeps: list[float]
 ) -> None:
-    server = fake_server(
-        script(Reply(201, {"code": "SVCSTG.CPTS.0000000", "message": "success", "task_id": 184138}))
-    )
+    server = fake_server(script(Reply(201, {"code": "SVCSTG.CPTS.0000000", "message": "success", "task_id": 184138})))
     body = {"name": "smoke", "parallel": True, "project_id": 42, "operate_mode": 2, "case_id_list": [1, 2]}
     with perftest(server.url, sleeps) as client:
         assert client.create_task(body) == 184138
@@ -171,9 +164,7 @@ def test_perftest_create_in_a_missing_test_project_names_the_project(
 
 def test_get_task_returns_task_info_with_its_id(fake_server: StartServer, sleeps: list[float]) -> None:
     info = {"name": "smoke", "project_id": 42, "parallel": True, "case_list": []}
-    server = fake_server(
-        script(Reply(200, {"code": "SVCSTG.CPTS.0000000", "message": "ok", "taskInfo": info}))
-    )
+    server = fake_server(script(Reply(200, {"code": "SVCSTG.CPTS.0000000", "message": "ok", "taskInfo": info})))
     with perftest(server.url, sleeps) as client:
         assert client.get_task(77) == {**info, "id": 77}
     assert server.requests[0].path == f"/v1/{CLOUD}/tasks/77"
@@ -221,9 +212,7 @@ def paging_server(total: int, semantics: str, *, cap: int | None = None) -> Hand
             return Reply(200, {"code": "ok", "message": "ok", "tasks": tasks})
         else:
             raise AssertionError(semantics)
-        return Reply(
-            200, {"code": "ok", "message": "ok", "extend": None, "tasks": tasks[start : start + limit]}
-        )
+        return Reply(200, {"code": "ok", "message": "ok", "extend": None, "tasks": tasks[start : start + limit]})
 
     return handler
 
@@ -255,9 +244,7 @@ def test_listing_a_missing_test_project_is_a_clear_permanent_error(
     assert len(server.requests) == 1
 
 
-def test_find_tasks_by_name_returns_every_task_with_that_name(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_find_tasks_by_name_returns_every_task_with_that_name(fake_server: StartServer, sleeps: list[float]) -> None:
     tasks = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "a"}]
 
     def handler(seen: Seen) -> Reply:

@@ -28,9 +28,7 @@ def toloka(url: str, sleeps: list[float], **options: Any) -> TolokaClient:
     return TolokaClient(**settings)
 
 
-def operation(
-    status: str = "PENDING", type_: str = "TASK_SUITE.BATCH_CREATE", **extra: Any
-) -> dict[str, Any]:
+def operation(status: str = "PENDING", type_: str = "TASK_SUITE.BATCH_CREATE", **extra: Any) -> dict[str, Any]:
     return {
         "id": OP_ID,
         "type": type_,
@@ -126,9 +124,7 @@ def test_toloka_create_keeps_other_conflicts_permanent(fake_server: StartServer,
     assert len(server.requests) == 1
 
 
-def test_toloka_create_validation_errors_show_the_fields(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_toloka_create_validation_errors_show_the_fields(fake_server: StartServer, sleeps: list[float]) -> None:
     body = {
         "request_id": "r-1",
         "code": "VALIDATION_ERROR",
@@ -161,13 +157,9 @@ def test_get_operation_is_none_only_when_toloka_says_it_does_not_exist(
         client.get_operation(OP_ID)
 
 
-def test_wait_operation_polls_with_growing_pauses_until_done(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_wait_operation_polls_with_growing_pauses_until_done(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(
-        script(
-            *[Reply(200, operation("RUNNING"))] * 6, Reply(200, operation("SUCCESS", finished="2024-01-01"))
-        )
+        script(*[Reply(200, operation("RUNNING"))] * 6, Reply(200, operation("SUCCESS", finished="2024-01-01")))
     )
     with toloka(server.url, sleeps) as client:
         op = client.wait_operation(OP_ID, poll_initial=0.05, poll_max=0.4)
@@ -190,9 +182,7 @@ def test_wait_operation_times_out_as_transient(fake_server: StartServer, sleeps:
     assert sum(sleeps) >= 3
 
 
-def test_operation_log_maps_entries_back_to_item_indexes(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_operation_log_maps_entries_back_to_item_indexes(fake_server: StartServer, sleeps: list[float]) -> None:
     log = [
         {
             "type": "TASK_SUITE_CREATE",
@@ -228,9 +218,7 @@ def test_get_task_suite_reads_one_or_none(fake_server: StartServer, sleeps: list
         assert client.get_task_suite("000000000c--bb") is None
 
 
-def test_list_task_suites_follows_has_more_with_the_last_id(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
+def test_list_task_suites_follows_has_more_with_the_last_id(fake_server: StartServer, sleeps: list[float]) -> None:
     suites = [{"id": f"000000000c--{n:024x}", "pool_id": "12"} for n in range(7)]
 
     def handler(seen: Seen) -> Reply:

@@ -72,9 +72,7 @@ def test_lost_ack_creates_the_object_but_drops_the_answer(sandbox):
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         PerfTestClient(sandbox).create_task(name="lost")
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        TolokaClient(sandbox).create(
-            [suite()], async_mode=True, operation_id="6d84114f-fcfc-473d-8249-1a4f3ea550eb"
-        )
+        TolokaClient(sandbox).create([suite()], async_mode=True, operation_id="6d84114f-fcfc-473d-8249-1a4f3ea550eb")
     sandbox.set_faults(None)
     objects = sandbox.objects()
     assert [t["name"] for t in objects["perftest_tasks"]] == ["lost"]

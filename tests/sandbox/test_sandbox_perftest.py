@@ -81,9 +81,7 @@ def test_a_page_larger_than_100_is_refused(cpts):
 
 
 def test_test_projects_are_created_and_read(cpts):
-    created = cpts.request(
-        "POST", f"/v1/{cpts.project}/test-suites", body={"name": "load", "description": "d"}
-    )
+    created = cpts.request("POST", f"/v1/{cpts.project}/test-suites", body={"name": "load", "description": "d"})
     assert created.status_code == 201
     project_id = created.json()["project_id"]
     shown = cpts.request("GET", f"/v1/{cpts.project}/test-suites/{project_id}").json()

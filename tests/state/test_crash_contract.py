@@ -15,9 +15,7 @@ WORKER = Path(__file__).with_name("state_worker.py")
 
 
 def _start(command: str, backend: Backend) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), command, backend.location], stdout=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen([sys.executable, str(WORKER), command, backend.location], stdout=subprocess.PIPE, text=True)
 
 
 def test_intent_survives_sigkill_of_writer(backend: Backend, store: StateStore) -> None:

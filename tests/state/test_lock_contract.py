@@ -132,8 +132,8 @@ def test_run_whose_lock_was_broken_does_not_end_as_a_success(backend: Backend, s
 
 
 def test_default_holder_names_user_host_and_process() -> None:
-    assert default_holder().endswith(f" pid {os.getpid()}")
-    assert "@" in default_holder()
+    holder = default_holder()
+    assert f"@{socket.gethostname()} pid {os.getpid()} pidns " in holder
 
 
 def test_two_processes_racing_for_the_lock_only_one_wins(backend: Backend, store: StateStore) -> None:
@@ -160,8 +160,9 @@ def test_two_processes_racing_for_the_lock_only_one_wins(backend: Backend, store
     assert sorted(answers)[:-1] == [f"lost {holder.holder}"] * 5
 
 
-def _holder_on(host: str, pid: int) -> str:
-    return f"someone@{host} pid {pid}"
+def _holder_on(host: str, pid: int, namespace: str | None = None) -> str:
+    namespace = namespace or str(os.stat("/proc/self/ns/pid").st_ino)
+    return f"someone@{host} pid {pid} pidns {namespace}"
 
 
 @pytest.fixture
@@ -198,11 +199,18 @@ def test_lock_of_a_live_process_is_kept(backend: Backend, store: StateStore) -> 
         alive.wait()
 
 
-@pytest.mark.parametrize("host", ["build-agent-7.example.com", "localhost"])
+@pytest.mark.parametrize(
+    ("host", "namespace"),
+    [
+        ("build-agent-7.example.com", None),
+        ("localhost", None),
+        (socket.gethostname(), "1"),  # a container sharing our host name, with its own process ids
+    ],
+)
 def test_lock_of_a_process_elsewhere_is_kept(
-    backend: Backend, store: StateStore, dead_pid: int, host: str
+    backend: Backend, store: StateStore, dead_pid: int, host: str, namespace: str | None
 ) -> None:
-    store.acquire_lock(holder=_holder_on(host, dead_pid), operation="apply", ttl=3600)
+    store.acquire_lock(holder=_holder_on(host, dead_pid, namespace), operation="apply", ttl=3600)
     with (
         pytest.raises(StateLockedError),
         held_lock(backend.open(), holder=default_holder(), operation="apply"),

@@ -323,9 +323,7 @@ def test_import_over_a_known_address_is_refused(store: StateStore) -> None:
 
 def test_refresh_stores_the_remote_view_and_objects_gone(store: StateStore) -> None:
     create(store, "TaskSuite/a", "TaskSuite/b")
-    store.record_refresh(
-        views=[("TaskSuite/a", {"id": "1", "overlap": 3}), ("TaskSuite/b", None), ("TaskSuite/x", {})]
-    )
+    store.record_refresh(views=[("TaskSuite/a", {"id": "1", "overlap": 3}), ("TaskSuite/b", None), ("TaskSuite/x", {})])
     a, b = store.get(address="TaskSuite/a"), store.get(address="TaskSuite/b")
     assert a is not None and b is not None
     assert (a.remote, b.remote) == ({"id": "1", "overlap": 3}, None)
