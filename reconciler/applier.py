@@ -27,7 +27,9 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from reconciler import failpoints
 from reconciler.errors import (
@@ -41,7 +43,7 @@ from reconciler.errors import (
 from reconciler.plan import Action, ActionType, Plan
 from reconciler.providers.perftest import PerfTestClient
 from reconciler.providers.toloka import LogEntry, Operation, TolokaClient
-from reconciler.resources import canonical_json, split_suite_spec
+from reconciler.resources import canonical_json, content_hash, split_suite_spec
 from reconciler.state.base import Intent, Outcome, PendingResource, StateStore, Status
 
 #: Namespace of operation ids: UUIDv5(namespace, lineage|address|spec hash|attempt).
@@ -57,8 +59,7 @@ PERFTEST_RESENDS = 3
 Client = PerfTestClient | TolokaClient
 
 
-@dataclass(frozen=True, slots=True)
-class ApplyEvent:
+class ApplyEvent(NamedTuple):
     """Something a person or a pipeline may want to see while apply runs."""
 
     type: str  # intent | created | failed | unresolved | adopted | resolved | warning
@@ -66,7 +67,7 @@ class ApplyEvent:
     operation_id: str | None = None
     remote_id: str | None = None
     message: str | None = None
-    count: int = 1
+    size: int = 1
 
 
 @dataclass
@@ -92,6 +93,11 @@ def batch_operation_id(lineage: str, actions: Sequence[Action]) -> str:
     members = "|".join(f"{a.address}@{a.spec_hash}#{a.attempt}" for a in actions)
     digest = hashlib.sha256(members.encode("utf-8")).hexdigest()
     return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|batch|{digest}"))
+
+
+def batch_fingerprint(spec_hashes: Sequence[str]) -> str:
+    """Identifies a batch request: its items are a pure function of the members' specs, in order."""
+    return hashlib.sha256("\n".join(spec_hashes).encode("ascii")).hexdigest()
 
 
 def refuse_changes(plan: Plan) -> None:
@@ -238,7 +244,7 @@ class Applier:
             size = 0
             for action in members:
                 tasks = (action.spec or {}).get("tasks") or []
-                item_size = len(json.dumps([t.get("input_values") for t in tasks], ensure_ascii=False))
+                item_size = _json_size([t.get("input_values") for t in tasks])
                 if batch and (len(batch) >= limit or size + item_size > self.max_batch_input_bytes):
                     batches.append(batch)
                     batch, size = [], 0
@@ -259,12 +265,12 @@ class Applier:
             provider=first.provider,
             action=TOLOKA_BATCH,
             addresses=tuple(a.address for a in batch),
-            fingerprint=hashlib.sha256(canonical_json([items, options]).encode("utf-8")).hexdigest(),
+            fingerprint=batch_fingerprint([a.spec_hash or "" for a in batch]),
             detail={"options": options, "pool_id": (first.spec or {}).get("pool_id"), "items": len(items)},
         )
         self.store.record_intent(intent=intent, resources=[_pending(a) for a in batch])
         failpoints.hit("after_intent")
-        self._emit(ApplyEvent("intent", operation_id=op_id, count=len(batch)))
+        self._emit(ApplyEvent("intent", operation_id=op_id, size=len(batch)))
         self._finish_toloka(intent, client, items, options, send=True)
 
     @staticmethod
@@ -459,7 +465,7 @@ class Applier:
 
     def _resolve(self, intent: Intent) -> None:
         client = self._client(intent.provider)
-        self._emit(ApplyEvent("resolving", operation_id=intent.operation_id, count=len(intent.addresses)))
+        self._emit(ApplyEvent("resolving", operation_id=intent.operation_id, size=len(intent.addresses)))
         if intent.action == TOLOKA_BATCH:
             assert isinstance(client, TolokaClient)
             self._resolve_toloka(intent, client)
@@ -479,15 +485,15 @@ class Applier:
             self._finish_toloka(intent, client, None, {}, send=False)
             return
         records = self.store.get_many(addresses=intent.addresses)
-        items, options = self._toloka_items([records[a].spec for a in intent.addresses])
-        fingerprint = hashlib.sha256(canonical_json([items, options]).encode("utf-8")).hexdigest()
-        if fingerprint != intent.fingerprint:
+        specs = [records[a].spec for a in intent.addresses]
+        if batch_fingerprint([content_hash(spec) for spec in specs]) != intent.fingerprint:
             self._unresolved(
                 intent.addresses,
                 intent.operation_id,
                 "the recorded request no longer matches its intent; the state may be damaged",
             )
             return
+        items, options = self._toloka_items(specs)
         self._finish_toloka(intent, client, items, options, send=True)
 
     def _resolve_perftest(self, intent: Intent, client: PerfTestClient) -> None:
@@ -511,6 +517,13 @@ def _pending(action: Action) -> PendingResource:
         attempt=action.attempt,
         replaces=action.remote_id if action.type is ActionType.REPLACE else None,
     )
+
+
+def _json_size(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError:
+        return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
 
 def _validation_message(output: Any) -> str:

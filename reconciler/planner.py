@@ -54,7 +54,7 @@ def make_plan(
         if rec is not None and rec.status is Status.PENDING:
             actions.append(_resolve(rec))
             continue
-        if not selected(address):
+        if targets and not selected(address):
             continue
         if rec is None:
             actions.append(_from_resource(ActionType.CREATE, resource, "not in the state"))

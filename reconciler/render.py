@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any, TextIO
 
 import click
@@ -203,13 +202,13 @@ class ApplyReporter:
 
     def event(self, event: ApplyEvent) -> None:
         if self.as_json:
-            payload = {k: v for k, v in asdict(event).items() if v is not None}
+            payload = {k: v for k, v in event._asdict().items() if v is not None}
             payload["type"] = f"apply_{event.type}"
             with self._write_lock:
                 write_event(self.printer.out, payload)
             return
         if event.type in ("created", "failed", "unresolved") and self._progress is not None and self._task is not None:
-            self._progress.advance(self._task, event.count)
+            self._progress.advance(self._task, event.size)
         text, colour = self._line(event)
         if text is None:
             return

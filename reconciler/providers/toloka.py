@@ -61,7 +61,7 @@ class Operation:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class LogEntry:
     """One line of an operation log: a suite created (``output.task_suite_id``) or an item refused."""
 

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import admin, perftest, toloka
-from .faults import Api
+from .faults import Api, Fault
 from .responses import (
     CPTS_BAD_REQUEST,
     GATEWAY_THROTTLED,
@@ -169,21 +169,26 @@ class SandboxMiddleware:
             await self._send_injected(send, api, fault.status, request_id)
             return
         captured = _Captured()
-        await self.app(scope, receive, captured.send)
+        await self.app(scope, receive, captured.send)  # the work is done, whatever the client hears next
+        await self._spoil(fault, captured, send, api, request_id)
+
+    async def _spoil(self, fault: Fault, captured: _Captured, send: Send, api: Api, request_id: str) -> None:
+        """Answer a request whose work is done according to ``fault``."""
+        body = captured.body
         if fault.kind == "error_after":
             await self._send_injected(send, api, fault.status, request_id)
         elif fault.kind == "lost_ack":
-            body = captured.body
+            # Full Content-Length, half the body, no end: uvicorn closes the connection when we return.
             await send({"type": "http.response.start", "status": captured.status, "headers": captured.headers})
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-        elif 200 <= captured.status < 300:  # malformed
-            body = captured.body[: max(1, len(captured.body) // 2)]
-            headers = captured.headers_with_length(len(body))
+        elif fault.kind == "malformed" and 200 <= captured.status < 300:
+            cut = body[: max(1, len(body) // 2)]
+            headers = captured.headers_with_length(len(cut))
             await send({"type": "http.response.start", "status": captured.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-        else:
+            await send({"type": "http.response.body", "body": cut, "more_body": False})
+        else:  # nothing to spoil: a malformed fault on an error answer leaves it as it is
             await send({"type": "http.response.start", "status": captured.status, "headers": captured.headers})
-            await send({"type": "http.response.body", "body": captured.body, "more_body": False})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _send_injected(self, send: Send, api: Api, status: int, request_id: str) -> None:
         spec = self.sandbox.faults.spec

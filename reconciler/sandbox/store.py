@@ -58,6 +58,9 @@ class MemoryStore:
         return None
 
 
+# A rowid table on purpose: operation jobs and logs are rows of hundreds of kilobytes, and in a WITHOUT ROWID
+# table they sit in the primary-key b-tree itself, where replacing a small neighbour (the id counters) cost a
+# millisecond and a half per commit. Here the key index stays small and big rows live apart.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sandbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (

@@ -33,6 +33,16 @@ Clock = Callable[[], float]
 OPERATION_TYPE = "TASK_SUITE.BATCH_CREATE"
 FIRST_TASK_ID = 100001
 FIRST_TEST_PROJECT_ID = 1001
+#: What a reset forgets (everything but the id counters).
+_RESETTABLE_KINDS = (
+    "perftest_tasks",
+    "test_projects",
+    "pools",
+    "task_suites",
+    "operations",
+    "operation_jobs",
+    "operation_logs",
+)
 #: Kinds that ``/_sandbox/objects/{kind}/{id}`` can change behind the tools' back.
 ADMIN_KINDS = ("perftest_tasks", "task_suites", "pools", "test_projects")
 
@@ -199,17 +209,7 @@ class World:
         """
         with self._lock:
             self._reset_memory()
-            self._store.clear(
-                [
-                    "perftest_tasks",
-                    "test_projects",
-                    "pools",
-                    "task_suites",
-                    "operations",
-                    "operation_jobs",
-                    "operation_logs",
-                ]
-            )
+            self._store.clear(_RESETTABLE_KINDS)
             self._store.write(self._seed_rows())
 
     def close(self) -> None:

@@ -5,6 +5,10 @@ whose keys sort differently before and after escaping, bodies, extra headers) an
 this process, the SDK's ``Signer`` in the official clients' virtualenv. Each side gets paths and queries the
 way it does in real use: the SDK its ``resource_path`` with path parameters already escaped
 (``quote(value, safe='')``, as its client does) and the query as pairs; ours the URL that goes on the wire.
+
+What the SDK does that a re-implementation easily misses: it *unquotes* the resource path before escaping each
+segment (so ``%2F`` becomes a real separator and nothing is escaped twice), and it sorts the query pairs by
+their raw text *before* escaping them (``a:`` sorts after ``a5``, but ``a%3A`` before it).
 """
 
 from __future__ import annotations
