@@ -167,7 +167,11 @@ class Applier:
         if perftest:
             existing = self._existing_perftest_names(perftest)
             for action in perftest:
-                jobs.append(functools.partial(self._send_perftest_task, action, existing))
+                key = (action.provider, int((action.spec or {})["project_id"]))
+                if isinstance(existing.get(key), ProviderError):
+                    self._not_sent(action, f"could not list test project {key[1]} first: {existing[key]}")
+                else:
+                    jobs.append(functools.partial(self._send_perftest_task, action, existing))
         self._run_jobs(jobs)
 
     # --- scheduling ----------------------------------------------------------------------------------------
@@ -351,9 +355,13 @@ class Applier:
 
     # --- PerfTest ------------------------------------------------------------------------------------------
 
-    def _existing_perftest_names(self, actions: list[Action]) -> dict[tuple[str, int], dict[str, list[str]]]:
-        """Task ids per name in each test project before we create anything: these are not ours."""
-        existing: dict[tuple[str, int], dict[str, list[str]]] = {}
+    def _existing_perftest_names(self, actions: list[Action]) -> dict[tuple[str, int], Any]:
+        """Task ids per name in each test project before we create anything: these are not ours.
+
+        A project that cannot be listed maps to the error; its tasks are not sent, since recovery after a
+        lost answer could not tell our task from one that was there before.
+        """
+        existing: dict[tuple[str, int], Any] = {}
         for action in actions:
             key = (action.provider, int((action.spec or {})["project_id"]))
             if key in existing:
@@ -361,12 +369,21 @@ class Applier:
             client = self._client(action.provider)
             assert isinstance(client, PerfTestClient)
             names: dict[str, list[str]] = {}
-            for task in client.list_tasks(key[1]):
-                names.setdefault(str(task.get("name")), []).append(str(task.get("id")))
+            try:
+                for task in client.list_tasks(key[1]):
+                    names.setdefault(str(task.get("name")), []).append(str(task.get("id")))
+            except ProviderError as err:
+                existing[key] = err
+                continue
             existing[key] = names
         return existing
 
-    def _send_perftest_task(self, action: Action, existing: Mapping[tuple[str, int], Mapping[str, list[str]]]) -> None:
+    def _not_sent(self, action: Action, message: str) -> None:
+        with self._lock:
+            self._result.failed.append((action.address, message))
+        self._emit(ApplyEvent("failed", action.address, message=f"not sent: {message}"))
+
+    def _send_perftest_task(self, action: Action, existing: Mapping[tuple[str, int], Any]) -> None:
         spec = action.spec or {}
         client = self._client(action.provider)
         assert isinstance(client, PerfTestClient)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from apply_project import Project, assert_exactly_once, providers_yaml
 
+from reconciler.providers.perftest import PerfTestClient
+
 
 def test_apply_creates_every_resource_once_and_a_second_run_is_a_noop(
     project: Callable[..., Project],
@@ -43,6 +45,7 @@ def test_suites_are_sent_in_async_batches_of_the_configured_size(project: Callab
         "429=0.3,seed=3",
         "lost_ack=0.3,seed=4",
         "malformed=0.2,seed=5",
+        "500_after=0.2,503_after=0.1,seed=7",
         "500=0.1,503=0.1,429=0.1,lost_ack=0.1,latency_ms=1-20,seed=6",
     ],
 )
@@ -223,3 +226,56 @@ def test_no_secret_reaches_state_plan_or_output(project: Callable[..., Project])
     blobs.append((proj.root / "state" / "default.db").read_bytes().decode("utf-8", "replace"))
     for secret in secrets:
         assert all(secret not in blob for blob in blobs)
+
+
+def _perftest_client(proj: Project) -> PerfTestClient:
+    return PerfTestClient(
+        name="perftest",
+        endpoint=proj.sandbox.url,
+        cloud_project_id=proj.sandbox.cloud_project_id,
+        access_key=proj.sandbox.access_key,
+        secret_key=proj.sandbox.secret_key,
+        rate_limit=100,
+    )
+
+
+def test_perftest_task_created_before_a_kill_is_adopted_not_created_again(project: Callable[..., Project]) -> None:
+    proj = project(tasks=1, rows=0)
+    killed = proj.apply(extra_env={"RECONCILER_FAILPOINT": "after_send:1"})
+    assert killed.returncode == -signal.SIGKILL
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 1
+    done = proj.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "found the object an interrupted call made" in done.stdout
+    assert_exactly_once(proj, tasks=1, rows=0)
+
+
+def test_ambiguous_recovery_stops_and_says_so_instead_of_guessing(project: Callable[..., Project]) -> None:
+    proj = project(tasks=1, rows=0)
+    killed = proj.apply(extra_env={"RECONCILER_FAILPOINT": "after_intent:1"})
+    assert killed.returncode == -signal.SIGKILL
+    body = {"name": "load-000", "parallel": True, "project_id": 101, "operate_mode": 2, "case_id_list": [1, 2]}
+    with _perftest_client(proj) as client:
+        client.create_task(body)
+        client.create_task(body)
+    done = proj.apply()
+    assert done.returncode == 1
+    assert "will not guess" in done.stdout + done.stderr
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+    assert proj.recorded()["PerfTestTask/load-000"].status.value == "pending"
+
+
+def test_same_named_task_made_by_someone_else_is_never_adopted(project: Callable[..., Project]) -> None:
+    proj = project(tasks=1, rows=0)
+    body = {"name": "load-000", "parallel": False, "project_id": 101, "operate_mode": 2, "case_id_list": [9]}
+    with _perftest_client(proj) as client:
+        foreign = client.create_task(body)
+    proj.sandbox.set_faults("lost_ack=1.0,routes=perftest,methods=POST,seed=1")
+    interrupted = proj.apply()
+    proj.sandbox.set_faults(None)
+    assert "did not create" in interrupted.stdout
+    done = proj.apply() if interrupted.returncode else interrupted
+    assert done.returncode == 0, done.stdout + done.stderr
+    ours = proj.recorded()["PerfTestTask/load-000"].remote_id
+    assert ours != str(foreign)
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
