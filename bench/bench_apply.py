@@ -133,7 +133,9 @@ def main() -> None:
         with sandbox() as url:
             generate(root, args.rows, url)
             plain = plain_loop(url, root / "reviews.jsonl")
-            print(f"plain httpx loop:   {plain:6.2f} s  ({args.rows / plain:8.0f} suites/s, {count_suites(url)} created)")
+            print(
+                f"plain httpx loop:   {plain:6.2f} s  ({args.rows / plain:8.0f} suites/s, {count_suites(url)} created)"
+            )
         with sandbox() as url:
             generate(root, args.rows, url)
             ours = reconciler_apply(url, root, args.parallelism)

@@ -99,7 +99,9 @@ def main() -> None:
         generate(root, args.rows)
         state = Path(tmp) / "state.db"
         elapsed, peak, code = timed_plan(root, state)
-        print(f"plan, empty state:        {elapsed:6.2f} s  peak RSS {peak:6.0f} MiB  ({args.rows} creates, exit {code})")
+        print(
+            f"plan, empty state:        {elapsed:6.2f} s  peak RSS {peak:6.0f} MiB  ({args.rows} creates, exit {code})"
+        )
         start = time.perf_counter()
         record_everything_as_created(root, state)
         print(f"(recording {args.rows} created resources took {time.perf_counter() - start:.2f} s)")

@@ -236,26 +236,35 @@ class Applier:
 
     def toloka_batches(self, actions: list[Action]) -> list[list[Action]]:
         """Group suites by provider, pool and options, then cut at the item and input-size limits."""
-        groups: dict[tuple[str, str, str], list[Action]] = {}
+        groups: dict[tuple[str, str, tuple[tuple[str, Any], ...]], list[Action]] = {}
         for action in actions:
             spec = action.spec or {}
-            key = (action.provider, str(spec.get("pool_id")), canonical_json(spec.get("options") or {}))
+            key = (action.provider, str(spec.get("pool_id")), tuple(sorted((spec.get("options") or {}).items())))
             groups.setdefault(key, []).append(action)
         batches: list[list[Action]] = []
         for (provider, _, _), members in groups.items():
             limit = min(self.batch_sizes.get(provider, MAX_BATCH_ITEMS), MAX_BATCH_ITEMS)
-            batch: list[Action] = []
-            size = 0
-            for action in members:
-                tasks = (action.spec or {}).get("tasks") or []
-                item_size = _json_size([t.get("input_values") for t in tasks])
-                if batch and (len(batch) >= limit or size + item_size > self.max_batch_input_bytes):
-                    batches.append(batch)
-                    batch, size = [], 0
-                batch.append(action)
-                size += item_size
-            if batch:
+            for start in range(0, len(members), limit):
+                chunk = members[start : start + limit]
+                if _json_size([_inputs(a) for a in chunk]) <= self.max_batch_input_bytes:
+                    batches.append(chunk)
+                else:
+                    batches.extend(self._cut_by_input_size(chunk))
+        return batches
+
+    def _cut_by_input_size(self, members: list[Action]) -> list[list[Action]]:
+        batches: list[list[Action]] = []
+        batch: list[Action] = []
+        size = 0
+        for action in members:
+            item_size = _json_size(_inputs(action))
+            if batch and size + item_size > self.max_batch_input_bytes:
                 batches.append(batch)
+                batch, size = [], 0
+            batch.append(action)
+            size += item_size
+        if batch:
+            batches.append(batch)
         return batches
 
     def _send_toloka_batch(self, batch: list[Action]) -> None:
@@ -534,6 +543,10 @@ def _pending(action: Action) -> PendingResource:
         attempt=action.attempt,
         replaces=action.remote_id if action.type is ActionType.REPLACE else None,
     )
+
+
+def _inputs(action: Action) -> list[Any]:
+    return [task.get("input_values") for task in (action.spec or {}).get("tasks") or []]
 
 
 def _json_size(value: Any) -> int:

@@ -450,7 +450,7 @@ def _dumps_or_none(value: Any) -> str | None:
 def _intent_entry(resource: PendingResource) -> str:
     """Journal details of the hot paths are written by hand: ``json.dumps`` of a two-key dict costs as much
     as the row insert itself, and a batch has 5,000 of them."""
-    return f'{{"spec_hash":{_dumps(resource.spec_hash)},"attempt":{resource.attempt:d}}}'
+    return f'{{"spec_hash":"{resource.spec_hash}","attempt":{resource.attempt:d}}}'
 
 
 def _replaced_entry(resource: PendingResource) -> str:
