@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -28,8 +28,8 @@ def canonical_uri(path: str) -> str:
 
 
 def canonical_query(query: list[tuple[str, str]]) -> str:
-    pairs = sorted((_encode(k), _encode(v)) for k, v in query)
-    return "&".join(f"{k}={v}" for k, v in pairs)
+    """Sorted on the raw pairs, then escaped, as the SDK does (escaping first would reorder ``a:`` and ``a5``)."""
+    return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(query))
 
 
 def signed_header_names(headers: Mapping[str, str]) -> list[str]:
@@ -90,12 +90,15 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
 
 
 def sign(*, method: str, url: str, headers: dict[str, str], body: bytes, access_key: str, secret_key: str) -> str:
-    """The Authorization value for a request whose other headers (X-Sdk-Date, Host, ...) are already set."""
+    """The Authorization value for a request whose other headers (X-Sdk-Date, Host, ...) are already set.
+
+    The path is unquoted before each segment is escaped again, as the SDK does, so ``%2F`` stays ``%2F``.
+    """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     names = signed_header_names(headers)
     sdk_date = next(v for k, v in headers.items() if k.lower() == "x-sdk-date")
-    canonical = canonical_request(method, parts.path or "/", query, headers, names, body)
+    canonical = canonical_request(method, unquote(parts.path) or "/", query, headers, names, body)
     return authorization(access_key, names, signature(secret_key, string_to_sign(sdk_date, canonical)))
 
 
