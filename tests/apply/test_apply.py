@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -278,4 +282,45 @@ def test_same_named_task_made_by_someone_else_is_never_adopted(project: Callable
     assert done.returncode == 0, done.stdout + done.stderr
     ours = proj.recorded()["PerfTestTask/load-000"].remote_id
     assert ours != str(foreign)
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+
+
+def _on_a_terminal(proj: Project, answer: str) -> tuple[int, str]:
+    """Run apply with a pseudo-terminal as its stdin and stdout, type ``answer`` at the prompt."""
+    primary, secondary = pty.openpty()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "apply", "manifests"],
+        cwd=proj.root,
+        env={**proj.env, "TERM": "xterm", "COLUMNS": "100"},
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"Only 'yes' will be accepted" not in seen and time.monotonic() < deadline:
+        seen += os.read(primary, 4096)
+    os.write(primary, answer.encode() + b"\r")
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    runner.wait(timeout=60)
+    os.close(primary)
+    return runner.returncode, seen.decode("utf-8", "replace")
+
+
+def test_apply_on_a_terminal_sends_nothing_unless_the_answer_is_yes(project: Callable[..., Project]) -> None:
+    proj = project(tasks=2, rows=0)
+    code, screen = _on_a_terminal(proj, "no")
+    assert code == 1 and "nothing was sent" in screen
+    assert proj.sandbox.objects()["perftest_tasks"] == []
+    code, screen = _on_a_terminal(proj, "yes")
+    assert code == 0, screen
+    assert "Apply complete: 2 created" in screen
     assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
