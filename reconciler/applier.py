@@ -306,23 +306,20 @@ class Applier:
         send: bool,
     ) -> None:
         op_id = intent.operation_id
-        try:
-            if send:
-                assert items is not None
+        if send:
+            assert items is not None
+            try:
                 client.create_task_suites_async(operation_id=op_id, items=items, options=options)
+            except PermanentProviderError as err:
+                failed = [Outcome(a, Status.FAILED, error=f"rejected: {err}") for a in intent.addresses]
+                self._record(op_id, failed, resolved=True)
+                return
+            except ProviderError as err:
+                self._unresolved(intent.addresses, op_id, f"{err}; run apply again to resolve it")
+                return
+        try:
             operation = client.wait_operation(op_id)
             log = client.operation_log(op_id)
-        except PermanentProviderError as err:
-            if send:
-                message = f"rejected: {err}"
-                self._record(
-                    op_id,
-                    [Outcome(a, Status.FAILED, error=message) for a in intent.addresses],
-                    resolved=True,
-                )
-                return
-            self._unresolved(intent.addresses, op_id, str(err))
-            return
         except ProviderError as err:
             self._unresolved(intent.addresses, op_id, f"{err}; run apply again to resolve it")
             return
