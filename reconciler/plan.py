@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.errors import PlanFileError
@@ -117,29 +118,6 @@ class Plan:
 # --- The plan file -----------------------------------------------------------------------------------------
 
 
-class _FieldChangeModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str
-    change: Literal["added", "removed", "changed"]
-    before: Any = None
-    after: Any = None
-
-
-class _ActionModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: ActionType
-    address: str
-    kind: str
-    provider: str
-    reason: str
-    spec: dict[str, Any] | None = None
-    spec_hash: str | None = None
-    attempt: int = 0
-    remote_id: str | None = None
-    operation_id: str | None = None
-    diff: list[_FieldChangeModel] = []
-
-
 class PlanFileModel(BaseModel):
     """The JSON plan file; its JSON Schema is committed as ``schemas/plan.json``."""
 
@@ -152,7 +130,7 @@ class PlanFileModel(BaseModel):
     created_at: str
     providers: dict[str, dict[str, Any]]
     summary: dict[str, int]
-    actions: list[_ActionModel]
+    actions: list[Action]
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -206,10 +184,10 @@ def write_plan(plan: Plan, path: Path) -> None:
 def read_plan(path: Path) -> Plan:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, orjson.JSONDecodeError) as err:
         raise PlanFileError(f"{path}: not a plan file ({err})") from None
     if not isinstance(raw, dict) or "format_version" not in raw:
         raise PlanFileError(f"{path}: not a plan file (no format_version); make one with `reconciler plan --out`")
@@ -225,28 +203,12 @@ def read_plan(path: Path) -> Plan:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PlanFileError(f"{path}: damaged plan file: {where}: {first['msg']}") from None
-    actions = tuple(
-        Action(
-            type=a.type,
-            address=a.address,
-            kind=a.kind,
-            provider=a.provider,
-            reason=a.reason,
-            spec=a.spec,
-            spec_hash=a.spec_hash,
-            attempt=a.attempt,
-            remote_id=a.remote_id,
-            operation_id=a.operation_id,
-            diff=tuple(FieldChange(c.path, c.change, c.before, c.after) for c in a.diff),
-        )
-        for a in model.actions
-    )
     return Plan(
         lineage=model.lineage,
         serial=model.serial,
         workspace=model.workspace,
         manifest_digest=model.manifest_digest,
-        actions=actions,
+        actions=tuple(model.actions),
         noop_count=model.summary.get(ActionType.NOOP.value, 0),
         providers=model.providers,
         created_at=model.created_at,

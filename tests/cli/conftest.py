@@ -19,8 +19,8 @@ def run_cli(tmp_path: Path) -> RunCli:
     """Run the real `reconciler` command in a fresh working directory (its own state/), as a user would."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None):
-        full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-        full_env.pop("RECONCILER_FAILPOINT", None) if env is None or "RECONCILER_FAILPOINT" not in env else None
+        full_env = {k: v for k, v in os.environ.items() if k != "RECONCILER_FAILPOINT"}
+        full_env.update({"NO_COLOR": "1", **(env or {})})
         return subprocess.run(
             [sys.executable, "-m", "reconciler", *args],
             cwd=cwd or tmp_path,
