@@ -183,9 +183,19 @@ class TolokaClient:
         return None if answer is None else Operation.from_json(answer, provider=self.name)
 
     def wait_operation(
-        self, operation_id: str, *, timeout: float = 600.0, poll_initial: float = 0.05, poll_max: float = 2.0
+        self,
+        operation_id: str,
+        *,
+        timeout: float = 600.0,
+        missing_timeout: float = 30.0,
+        poll_initial: float = 0.05,
+        poll_max: float = 2.0,
     ) -> Operation:
-        """Poll until the operation is SUCCESS or FAIL; polls grow from ``poll_initial`` to ``poll_max``."""
+        """Poll until the operation is SUCCESS or FAIL; polls grow from ``poll_initial`` to ``poll_max``.
+
+        An operation that stays unknown for ``missing_timeout`` was not accepted after all: waiting the full
+        ``timeout`` for it would only delay the next run, which resends it under the same id.
+        """
         start = time.monotonic()
         waited = 0.0
         delay = poll_initial
@@ -194,7 +204,15 @@ class TolokaClient:
             if operation is not None and operation.done:
                 return operation
             # Counting our own sleeps as well keeps the timeout meaningful when tests inject a fake sleep.
-            if max(waited, time.monotonic() - start) >= timeout:
+            elapsed = max(waited, time.monotonic() - start)
+            if operation is None and elapsed >= missing_timeout:
+                raise TransientProviderError(
+                    f"operation {operation_id} is unknown to Toloka {elapsed:.0f}s after it was sent; "
+                    "run again to resend it under the same id",
+                    provider=self.name,
+                    operation_id=operation_id,
+                )
+            if elapsed >= timeout:
                 status = operation.status if operation is not None else "not found"
                 raise TransientProviderError(
                     f"operation {operation_id} did not finish within {timeout:g}s (last status: {status}); "

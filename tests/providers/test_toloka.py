@@ -182,6 +182,16 @@ def test_wait_operation_times_out_as_transient(fake_server: StartServer, sleeps:
     assert sum(sleeps) >= 3
 
 
+def test_wait_operation_gives_up_early_on_an_operation_toloka_does_not_know(
+    fake_server: StartServer, sleeps: list[float]
+) -> None:
+    server = fake_server(script(Reply(404, {"code": "DOES_NOT_EXIST", "message": "no"})))
+    with toloka(server.url, sleeps) as client, pytest.raises(TransientProviderError) as caught:
+        client.wait_operation(OP_ID, timeout=600, missing_timeout=2, poll_max=1)
+    assert "unknown to Toloka" in str(caught.value) and "same id" in str(caught.value)
+    assert 2 <= sum(sleeps) < 5
+
+
 def test_operation_log_maps_entries_back_to_item_indexes(fake_server: StartServer, sleeps: list[float]) -> None:
     log = [
         {
