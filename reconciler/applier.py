@@ -35,10 +35,10 @@ from reconciler import failpoints
 from reconciler.errors import (
     AmbiguousAdoptionError,
     ApplyRefusedError,
+    ConfigError,
     OutcomeUnknownError,
     PermanentProviderError,
     ProviderError,
-    ReconcilerError,
 )
 from reconciler.plan import Action, ActionType, Plan
 from reconciler.providers.perftest import PerfTestClient
@@ -199,7 +199,10 @@ class Applier:
         try:
             return self.clients[provider]
         except KeyError:
-            raise ReconcilerError(f"no provider named {provider!r} is configured") from None
+            raise ConfigError(
+                f"no provider document named {provider!r} in the manifests, but the state has resources (or an "
+                f"interrupted apply) that belong to it; add it back, or `reconciler state forget` them"
+            ) from None
 
     def _emit(self, event: ApplyEvent) -> None:
         self._on_event(event)

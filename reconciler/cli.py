@@ -580,9 +580,11 @@ def _run_applier(
     parallelism: int,
     source: str,
 ) -> ApplyResult:
+    needed = {a.provider for a in the_plan.of_type(ActionType.CREATE, ActionType.REPLACE, ActionType.RESOLVE)}
     providers = {
         name: ProviderConfig(name=name, type=p["type"], spec=p["spec"], source=SourceRef(source, None))
         for name, p in the_plan.providers.items()
+        if name in needed
     }
     batch_sizes = {
         name: int(effective_settings(config, os.environ).get("batch_size", MAX_BATCH_ITEMS))

@@ -324,3 +324,11 @@ def test_apply_on_a_terminal_sends_nothing_unless_the_answer_is_yes(project: Cal
     assert code == 0, screen
     assert "Apply complete: 2 created" in screen
     assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+
+
+def test_credentials_are_needed_only_for_providers_with_work_to_do(project: Callable[..., Project]) -> None:
+    proj = project(tasks=0, rows=3, batch_size=5)
+    proj.env = {k: v for k, v in proj.env.items() if k not in ("TEST_CPTS_AK", "TEST_CPTS_SK")}
+    done = proj.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exactly_once(proj, tasks=0, rows=3)
