@@ -114,7 +114,9 @@ def test_ctrl_c_finishes_calls_in_flight_records_them_and_exits_130(project: Cal
     proj = project(tasks=20, rows=0)
     proj.sandbox.set_faults("latency_ms=100-150,seed=3")
     runner = proj.popen("apply", "manifests", "--auto-approve", "--parallelism", "2")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not proj.sandbox.objects()["perftest_tasks"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=60)
     assert runner.returncode == 130, out + err
