@@ -1,5 +1,8 @@
 """The command line: parse, call the library, render. No business logic lives here.
 
+The applier and the HTTP clients are imported by ``apply`` alone, so ``validate`` and ``plan`` (pre-commit
+hooks, cron jobs) start without loading the network stack.
+
 This is the only module that prints errors: a ``ReconcilerError`` becomes its one-line message and exit status
 1; anything else is a bug, written with its traceback to a debug log, reported in one line, exit status 1
 (never 2, which ``plan --detailed-exitcode`` reserves for "changes").
@@ -20,12 +23,11 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler import manifest
-from reconciler.applier import MAX_BATCH_ITEMS, Applier, ApplyResult, refuse_changes
 from reconciler.errors import (
     ApplyRefusedError,
     ManifestError,
@@ -35,13 +37,16 @@ from reconciler.errors import (
 )
 from reconciler.plan import ActionType, Plan, read_plan, write_plan
 from reconciler.planner import make_plan
-from reconciler.providers import SandboxTarget, build_clients, effective_settings
 from reconciler.render import ApplyReporter, Printer, plan_events, render_plan, write_event
 from reconciler.resources import KINDS, ProviderConfig, SourceRef, json_schema
 from reconciler.schema_files import plan_schema
 from reconciler.state import open_store
 from reconciler.state.base import Outcome, StateStore, Status
 from reconciler.state.lock import default_holder, held_lock
+
+if TYPE_CHECKING:
+    from reconciler.applier import ApplyResult
+    from reconciler.providers import SandboxTarget
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -429,6 +434,7 @@ def _sandbox(common: Common) -> Iterator[SandboxTarget | None]:
         yield None
         return
     import reconciler.sandbox as emulator
+    from reconciler.providers import SandboxTarget
 
     data = Path.cwd() / "state" / "sandbox-remote.db"
     data.parent.mkdir(parents=True, exist_ok=True)
@@ -503,6 +509,8 @@ def apply(
     An interrupted apply (crash, kill, Ctrl-C) is safe to run again: it first finds out what became of the
     calls in flight, and never creates anything twice. Exit status: 0 done, 1 something failed, 130 interrupted.
     """
+    from reconciler.applier import refuse_changes
+
     from_file = _is_plan_file(paths)
     if from_file and (replace or targets):
         raise click.UsageError("--replace and --target go to `reconciler plan` when you apply a saved plan")
@@ -580,6 +588,9 @@ def _run_applier(
     parallelism: int,
     source: str,
 ) -> ApplyResult:
+    from reconciler.applier import MAX_BATCH_ITEMS, Applier
+    from reconciler.providers import build_clients, effective_settings
+
     needed = {a.provider for a in the_plan.of_type(ActionType.CREATE, ActionType.REPLACE, ActionType.RESOLVE)}
     providers = {
         name: ProviderConfig(name=name, type=p["type"], spec=p["spec"], source=SourceRef(source, None))

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from reconciler.errors import PlanError
 from reconciler.plan import Action, ActionType, FieldChange, Plan
 from reconciler.resources import ProviderConfig, Resource, kind_of_address
@@ -187,6 +185,8 @@ def _resolve(rec: ResourceSummary) -> Action:
 
 def explain(before: Any, after: Any) -> tuple[FieldChange, ...]:
     """Field-level differences, with paths a person reads (``tasks[0].input_values.text``)."""
+    from deepdiff import DeepDiff  # only plans with changes pay for importing it
+
     diff = DeepDiff(before, after, view="tree", ignore_order=False)
     changes: list[FieldChange] = []
     for report_type, items in diff.items():

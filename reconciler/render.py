@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from reconciler.applier import ApplyEvent, ApplyResult
 from reconciler.plan import Action, ActionType, FieldChange, Plan
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from reconciler.applier import ApplyEvent, ApplyResult
 
 _COLOURS = {
     ActionType.CREATE: "green",
@@ -181,6 +183,9 @@ class ApplyReporter:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         if not as_json and printer.out.isatty() and total > 0:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 TextColumn("[bold]applying"),
                 BarColumn(),
