@@ -151,11 +151,11 @@ class Applier:
 
     def resolve_open_intents(self) -> None:
         intents = self.store.open_intents()
-        self._run_jobs([functools.partial(self._resolve, intent) for intent in intents])
+        self._run_jobs([(functools.partial(self._resolve, i), len(i.addresses)) for i in intents])
 
     def _create(self, actions: list[Action]) -> None:
         toloka: list[Action] = []
-        jobs: list[Callable[[], None]] = []
+        jobs: list[tuple[Callable[[], None], int]] = []
         perftest: list[Action] = []
         for action in actions:
             if isinstance(self._client(action.provider), TolokaClient):
@@ -163,7 +163,7 @@ class Applier:
             else:
                 perftest.append(action)
         for batch in self.toloka_batches(toloka):
-            jobs.append(functools.partial(self._send_toloka_batch, batch))
+            jobs.append((functools.partial(self._send_toloka_batch, batch), len(batch)))
         if perftest:
             existing = self._existing_perftest_names(perftest)
             for action in perftest:
@@ -171,16 +171,17 @@ class Applier:
                 if isinstance(existing.get(key), ProviderError):
                     self._not_sent(action, f"could not list test project {key[1]} first: {existing[key]}")
                 else:
-                    jobs.append(functools.partial(self._send_perftest_task, action, existing))
+                    jobs.append((functools.partial(self._send_perftest_task, action, existing), 1))
         self._run_jobs(jobs)
 
     # --- scheduling ----------------------------------------------------------------------------------------
 
-    def _run_jobs(self, jobs: list[Callable[[], None]]) -> None:
+    def _run_jobs(self, jobs: list[tuple[Callable[[], None], int]]) -> None:
+        """Run (job, number of resources it covers) pairs on the pool; after a stop, none starts."""
         if not jobs:
             return
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
-            futures: list[Future[None]] = [pool.submit(self._guard, job) for job in jobs]
+            futures: list[Future[None]] = [pool.submit(self._guard, job, size) for job, size in jobs]
             try:
                 for future in as_completed(futures):
                     future.result()
@@ -188,10 +189,10 @@ class Applier:
                 self.stop.set()
                 raise
 
-    def _guard(self, job: Callable[[], None]) -> None:
+    def _guard(self, job: Callable[[], None], size: int) -> None:
         if self.stop.is_set():
             with self._lock:
-                self._result.skipped += 1
+                self._result.skipped += size
             return
         job()
 

@@ -125,6 +125,7 @@ def test_ctrl_c_finishes_calls_in_flight_records_them_and_exits_130(project: Cal
     assert all(r.status.value == "created" for r in recorded.values()), "in-flight calls were not recorded"
     created = len(proj.sandbox.objects()["perftest_tasks"])
     assert created == len(recorded) < 20
+    assert f"Apply interrupted: {created} created, 0 failed, {20 - created} not started." in out
     proj.sandbox.set_faults(None)
     assert proj.apply().returncode == 0
     assert_exactly_once(proj, tasks=20, rows=0)
