@@ -31,6 +31,7 @@ from reconciler import manifest
 from reconciler.errors import (
     ApplyRefusedError,
     ManifestError,
+    Problem,
     ReconcilerError,
     StalePlanError,
     UnknownAddressError,
@@ -202,8 +203,7 @@ def validate(common: Common, paths: tuple[Path, ...]) -> None:
 
     Sends nothing and reads no state. Exit status 0 if valid, 1 otherwise.
     """
-    desired = manifest.load(list(paths))
-    _report_skipped(common, desired.skipped)
+    desired = _load_manifests(common, paths)
     kinds: dict[str, int] = {}
     for resource in desired.resources.values():
         kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
@@ -211,10 +211,23 @@ def validate(common: Common, paths: tuple[Path, ...]) -> None:
     click.echo(f"Valid: {len(desired.resources)} resources ({detail}), {len(desired.providers)} providers.")
 
 
-def _report_skipped(common: Common, skipped: list[str]) -> None:
-    if common.verbose and skipped:
-        for path in skipped:
+def _load_manifests(common: Common, paths: tuple[Path, ...]) -> manifest.DesiredState:
+    """Load, and refuse paths that hold no manifest at all: a mistyped folder would plan every resource as
+    orphaned, which is never what the user meant."""
+    desired = manifest.load(list(paths))
+    if common.verbose:
+        for path in desired.skipped:
             click.echo(f"skipped {path}: no apiVersion, not a manifest", err=True)
+    if not desired.resources and not desired.providers:
+        where = ", ".join(str(p) for p in paths)
+        raise ManifestError(
+            [
+                Problem(
+                    where, None, None, None, "no manifests here (YAML or JSON documents with apiVersion: reconciler/v1)"
+                )
+            ]
+        )
+    return desired
 
 
 def _plan_from_manifests(
@@ -225,8 +238,7 @@ def _plan_from_manifests(
     targets: tuple[str, ...] = (),
     replace: tuple[str, ...] = (),
 ) -> Plan:
-    desired = manifest.load(list(paths))
-    _report_skipped(common, desired.skipped)
+    desired = _load_manifests(common, paths)
     meta = store.meta()
     return make_plan(
         desired=desired.resources,
@@ -638,7 +650,7 @@ def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path
 
     Also settles an interrupted create of ADDRESS that apply could not resolve by itself.
     """
-    desired = manifest.load(list(paths))
+    desired = _load_manifests(common, paths)
     resource = desired.resources.get(address)
     if resource is None:
         raise UnknownAddressError(f"{address}: not declared in {', '.join(str(p) for p in paths)}")

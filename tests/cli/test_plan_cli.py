@@ -157,3 +157,11 @@ def test_state_commands_list_show_history_and_forget(run_cli: RunCli, tmp_path: 
 def test_unlock_of_unknown_lock_is_a_clear_error(run_cli: RunCli) -> None:
     done = run_cli("state", "unlock", "no-such-lock")
     assert done.returncode == 1 and done.stderr.startswith("Error: ")
+
+
+def test_a_folder_without_manifests_is_an_error_not_an_empty_plan(run_cli: RunCli, tmp_path: Path) -> None:
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "workflow.yml").write_text("on: [push]\njobs: {}\n")
+    done = run_cli("plan", "ci")
+    assert done.returncode == 1
+    assert done.stderr.startswith("ci: no manifests here")
