@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -55,6 +56,7 @@ PERFTEST_CREATE = "perftest_create"
 MAX_BATCH_ITEMS = 5000
 MAX_BATCH_INPUT_BYTES = 1024 * 1024
 PERFTEST_RESENDS = 3
+PERFTEST_SETTLE_SECONDS = 1.0
 
 Client = PerfTestClient | TolokaClient
 
@@ -124,6 +126,8 @@ class Applier:
         stop: threading.Event | None = None,
         batch_sizes: Mapping[str, int] | None = None,
         max_batch_input_bytes: int = MAX_BATCH_INPUT_BYTES,
+        perftest_settle: float = PERFTEST_SETTLE_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.clients = clients
@@ -132,6 +136,8 @@ class Applier:
         self.stop = stop or threading.Event()
         self.batch_sizes = dict(batch_sizes or {})
         self.max_batch_input_bytes = max_batch_input_bytes
+        self.perftest_settle = perftest_settle
+        self._sleep = sleep
         self._on_event = on_event or (lambda event: None)
         self._result = ApplyResult()
         self._lock = threading.Lock()
@@ -433,10 +439,7 @@ class Applier:
             try:
                 task_id = client.create_task(body)
             except OutcomeUnknownError as err:
-                adopted = self._perftest_adopt(intent, client)
-                if adopted is _AMBIGUOUS or adopted is _LOOKUP_FAILED:
-                    return
-                if adopted is not None:
+                if self._perftest_find(intent, client) is not None:
                     return
                 self._emit(ApplyEvent("warning", address, op_id, message=f"{err}; nothing was created, resending"))
                 continue
@@ -453,6 +456,19 @@ class Applier:
             op_id,
             "the outcome stayed unknown after several attempts; run apply again to resolve it",
         )
+
+    def _perftest_find(self, intent: Intent, client: PerfTestClient) -> object:
+        """Adopt the task an unknown outcome may have made, looking twice before concluding there is none.
+
+        The second look, ``perftest_settle`` seconds later, covers a listing that lags behind a create that
+        just happened: resending on a single empty listing would be the one way to make a duplicate.
+        Returns None when nothing was created; anything else means the intent was settled or must wait.
+        """
+        found = self._perftest_adopt(intent, client)
+        if found is None:
+            self._sleep(self.perftest_settle)
+            found = self._perftest_adopt(intent, client)
+        return found
 
     def _perftest_adopt(self, intent: Intent, client: PerfTestClient) -> object:
         """Look for the task this intent created. Returns its id, None (nothing created), or a sentinel."""
@@ -524,8 +540,7 @@ class Applier:
         self._finish_toloka(intent, client, items, options, send=True)
 
     def _resolve_perftest(self, intent: Intent, client: PerfTestClient) -> None:
-        adopted = self._perftest_adopt(intent, client)
-        if adopted is None:
+        if self._perftest_find(intent, client) is None:
             body = dict(intent.detail.get("body") or {})
             self._perftest_send_and_settle(intent, client, body, sends_left=PERFTEST_RESENDS)
 
