@@ -270,6 +270,12 @@ def test_ambiguous_recovery_stops_and_says_so_instead_of_guessing(project: Calla
     assert "will not guess" in done.stdout + done.stderr
     assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
     assert proj.recorded()["PerfTestTask/load-000"].status.value == "pending"
+    kept = str(proj.sandbox.objects()["perftest_tasks"][0]["id"])
+    imported = proj.run("state", "import", "PerfTestTask/load-000", kept, "manifests")
+    assert imported.returncode == 0, imported.stderr
+    settled = proj.apply()
+    assert settled.returncode == 0 and "No changes" in settled.stdout
+    assert proj.recorded()["PerfTestTask/load-000"].remote_id == kept
 
 
 def test_same_named_task_made_by_someone_else_is_never_adopted(project: Callable[..., Project]) -> None:
