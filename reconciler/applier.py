@@ -256,7 +256,12 @@ class Applier:
             limit = min(self.batch_sizes.get(provider, MAX_BATCH_ITEMS), MAX_BATCH_ITEMS)
             for start in range(0, len(members), limit):
                 chunk = members[start : start + limit]
-                if _json_size([_inputs(a) for a in chunk]) <= self.max_batch_input_bytes:
+                # The whole specs bound their inputs from above and cost one C call to measure; only a batch
+                # that may be too large pays for extracting its inputs.
+                if (
+                    _json_size([a.spec for a in chunk]) <= self.max_batch_input_bytes
+                    or _json_size([_inputs(a) for a in chunk]) <= self.max_batch_input_bytes
+                ):
                     batches.append(chunk)
                 else:
                     batches.extend(self._cut_by_input_size(chunk))

@@ -115,14 +115,14 @@ def make_plan(
                 )
             )
 
-    order = {t: i for i, t in enumerate((ActionType.RESOLVE, ActionType.CREATE, ActionType.REPLACE))}
-    actions.sort(key=lambda a: order.get(a.type, len(order)))
+    first = (ActionType.RESOLVE, ActionType.CREATE, ActionType.REPLACE)
+    ordered = [a for t in first for a in actions if a.type is t] + [a for a in actions if a.type not in first]
     return Plan(
         lineage=lineage,
         serial=serial,
         workspace=workspace,
         manifest_digest=manifest_digest,
-        actions=tuple(actions),
+        actions=tuple(ordered),
         noop_count=noop,
         providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
         created_at=created_at,

@@ -354,5 +354,6 @@ def task_suite_spec(spec: TaskSuiteSpec) -> dict[str, Any]:
 
 def split_suite_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
     """A suite resource's spec as (request body, query options)."""
-    body = {k: v for k, v in spec.items() if k != "options"}
-    return body, dict(spec.get("options") or {})
+    body = dict(spec)
+    options = body.pop("options", None)
+    return body, dict(options or {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any, NamedTuple, Unpack
 
 import httpx
 
@@ -61,9 +61,11 @@ class Operation:
         )
 
 
-@dataclass(slots=True)
-class LogEntry:
-    """One line of an operation log: a suite created (``output.task_suite_id``) or an item refused."""
+class LogEntry(NamedTuple):
+    """One line of an operation log: a suite created (``output.task_suite_id``) or an item refused.
+
+    A named tuple: a log has an entry per suite, and a 5,000-suite batch should not pay for more.
+    """
 
     success: bool
     item_idx: int | None
@@ -77,10 +79,10 @@ class LogEntry:
         output = raw.get("output")
         item = given if isinstance(given, dict) else {}
         return cls(
-            success=raw.get("success") is True,
-            item_idx=_int_or_none(item.get(ITEM_IDX)),
-            input=item,
-            output=output if isinstance(output, dict) else {},
+            raw.get("success") is True,
+            _int_or_none(item.get(ITEM_IDX)),
+            item,
+            output if isinstance(output, dict) else {},
         )
 
 

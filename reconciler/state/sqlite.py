@@ -270,9 +270,10 @@ class SqliteStateStore:
             return
         at = self._now()
         op = operation_id
-        rows = [(o.status.value, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op) for o in outcomes]
+        # A Status is a str (StrEnum): sqlite stores it as its text without the cost of ``.value``.
+        rows = [(o.status, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op) for o in outcomes]
         entries: list[tuple[str, str, str | None, str, str]]
-        entries = [(at, o.status.value, o.address, op, _outcome_entry(o)) for o in outcomes]
+        entries = [(at, o.status, o.address, op, _outcome_entry(o)) for o in outcomes]
         if resolved:
             entries.append((at, "resolved", None, op, "{}"))
         with self._write(bump=True) as db:
@@ -458,12 +459,9 @@ def _replaced_entry(resource: PendingResource) -> str:
 
 
 def _outcome_entry(outcome: Outcome) -> str:
-    parts = []
-    if outcome.remote_id is not None:
-        parts.append(f'"remote_id":{_dumps(outcome.remote_id)}')
-    if outcome.error is not None:
-        parts.append(f'"error":{_dumps(outcome.error)}')
-    return "{" + ",".join(parts) + "}"
+    if outcome.error is None:
+        return "{}" if outcome.remote_id is None else f'{{"remote_id":{_dumps(outcome.remote_id)}}}'
+    return _dumps({k: v for k, v in (("remote_id", outcome.remote_id), ("error", outcome.error)) if v is not None})
 
 
 def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
