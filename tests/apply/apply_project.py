@@ -51,6 +51,14 @@ class Project:
     def apply(self, *extra: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return self.run("apply", "manifests", "--auto-approve", *extra, extra_env=extra_env)
 
+    def apply_until_done(self, *extra: str, tries: int) -> subprocess.CompletedProcess[str]:
+        """Run apply again after each failure, as a pipeline retry would, until it succeeds or tries run out."""
+        for _ in range(tries):
+            done = self.apply(*extra)
+            if done.returncode == 0:
+                break
+        return done
+
     def recorded(self) -> dict[str, Any]:
         """address -> summary, read straight from the state file."""
         store = open_store(None, workspace="default", root=self.root)

@@ -58,10 +58,7 @@ def test_apply_converges_through_faults_with_exactly_one_object_per_resource(
 ) -> None:
     proj = project(tasks=8, rows=30, batch_size=7)
     proj.sandbox.set_faults(faults)
-    for _ in range(4):
-        done = proj.apply()
-        if done.returncode == 0:
-            break
+    done = proj.apply_until_done(tries=4)
     assert done.returncode == 0, done.stdout + done.stderr
     proj.sandbox.set_faults(None)
     assert_exactly_once(proj, tasks=8, rows=30)
@@ -102,10 +99,7 @@ def test_apply_sigkilled_at_random_moments_converges_without_duplicates(
         runner.communicate(timeout=60)
     assert kills >= 2, "the apply finished too fast for the kills to land"
     proj.sandbox.set_faults(None)
-    for _ in range(3):
-        done = proj.apply()
-        if done.returncode == 0:
-            break
+    done = proj.apply_until_done(tries=3)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_exactly_once(proj, tasks=12, rows=60)
 
