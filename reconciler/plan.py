@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +85,71 @@ class Action:
     diff: tuple[FieldChange, ...] = ()
 
 
+def _slot_setter(name: str) -> Any:
+    return getattr(Action, name).__set__
+
+
+_new_object = object.__new__
+_set_type = _slot_setter("type")
+_set_address = _slot_setter("address")
+_set_kind = _slot_setter("kind")
+_set_provider = _slot_setter("provider")
+_set_reason = _slot_setter("reason")
+_set_spec = _slot_setter("spec")
+_set_spec_hash = _slot_setter("spec_hash")
+_set_attempt = _slot_setter("attempt")
+_set_remote_id = _slot_setter("remote_id")
+_set_operation_id = _slot_setter("operation_id")
+_set_diff = _slot_setter("diff")
+if tuple(f.name for f in fields(Action)) != (
+    "type",
+    "address",
+    "kind",
+    "provider",
+    "reason",
+    "spec",
+    "spec_hash",
+    "attempt",
+    "remote_id",
+    "operation_id",
+    "diff",
+):
+    raise TypeError("Action's fields changed: new_action must set every one of them")
+
+
+def new_action(
+    action_type: ActionType,
+    address: str,
+    kind: str,
+    provider: str,
+    reason: str,
+    spec: dict[str, Any] | None = None,
+    spec_hash: str | None = None,
+    attempt: int = 0,
+    remote_id: str | None = None,
+    operation_id: str | None = None,
+    diff: tuple[FieldChange, ...] = (),
+) -> Action:
+    """``Action(...)`` in half the time, for the planner's one action per resource.
+
+    A frozen dataclass's ``__init__`` looks up ``object.__setattr__`` and the attribute by name for every field;
+    storing through the slot descriptors directly gives the same object without either lookup.
+    """
+    action = _new_object(Action)
+    _set_type(action, action_type)
+    _set_address(action, address)
+    _set_kind(action, kind)
+    _set_provider(action, provider)
+    _set_reason(action, reason)
+    _set_spec(action, spec)
+    _set_spec_hash(action, spec_hash)
+    _set_attempt(action, attempt)
+    _set_remote_id(action, remote_id)
+    _set_operation_id(action, operation_id)
+    _set_diff(action, diff)
+    return action
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     lineage: str
@@ -93,16 +160,29 @@ class Plan:
     noop_count: int
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: str = ""
+    _runs: tuple[tuple[ActionType, int], ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _type_runs(self) -> tuple[tuple[ActionType, int], ...]:
+        """The actions as runs of one type, ``(type, length)``, worked out once per plan.
+
+        A made plan has a handful of runs (resolves, creates, replaces, changes, orphans), so counting and
+        selecting by type cost a few slices instead of a pass over every action each time apply asks.
+        """
+        runs = self._runs
+        if runs is None:
+            runs = tuple((t, len(list(run))) for t, run in groupby(map(_action_type, self.actions)))
+            object.__setattr__(self, "_runs", runs)
+        return runs
 
     def count(self, action_type: ActionType) -> int:
         if action_type is ActionType.NOOP:
             return self.noop_count
-        return sum(1 for a in self.actions if a.type is action_type)
+        return sum(n for t, n in self._type_runs() if t is action_type)
 
     def counts(self) -> dict[str, int]:
         counts = {t.value: 0 for t in ACTION_ORDER}
-        for action in self.actions:
-            counts[action.type.value] += 1
+        for action_type, n in self._type_runs():
+            counts[action_type.value] += n
         counts[ActionType.NOOP.value] = self.noop_count
         return counts
 
@@ -112,7 +192,17 @@ class Plan:
         return bool(self.actions)
 
     def of_type(self, *types: ActionType) -> list[Action]:
-        return [a for a in self.actions if a.type in types]
+        """The actions of these types, in plan order."""
+        selected: list[Action] = []
+        start = 0
+        for action_type, n in self._type_runs():
+            if action_type in types:
+                selected += self.actions[start : start + n]
+            start += n
+        return selected
+
+
+_action_type = attrgetter("type")
 
 
 # --- The plan file -----------------------------------------------------------------------------------------

@@ -85,29 +85,68 @@ def render_plan(plan: Plan, printer: Printer, *, verbose: bool = False) -> None:
         return
     printer.line("reconciler will perform these actions:", bold=True)
     printer.line()
+    if verbose:
+        for action in plan.actions:
+            _render_action(action, printer)
+    else:
+        _render_folded(plan.actions, printer)
+    printer.line()
+    printer.line(summary_line(plan), bold=True)
+
+
+def _render_folded(actions: tuple[Action, ...], printer: Printer) -> None:
+    """Each (type, set) of more than FOLD_GROUPS_LARGER_THAN suites shows its first FOLD_AFTER, then one line.
+
+    Works on runs rather than on actions, so the suites that are folded away cost nothing past finding the run.
+    """
+    runs = _runs_by_set(actions)
     sizes: dict[tuple[ActionType, str], int] = {}
-    for action in plan.actions:
-        group = _set_name(action.address)
+    for action_type, group, start, stop in runs:
         if group is not None:
-            sizes[(action.type, group)] = sizes.get((action.type, group), 0) + 1
+            sizes[(action_type, group)] = sizes.get((action_type, group), 0) + stop - start
     shown: dict[tuple[ActionType, str], int] = {}
     folded: dict[tuple[ActionType, str], int] = {}
-    for action in plan.actions:
-        group = _set_name(action.address)
-        if group is not None and not verbose and sizes[(action.type, group)] > FOLD_GROUPS_LARGER_THAN:
-            key = (action.type, group)
-            shown[key] = shown.get(key, 0) + 1
-            if shown[key] > FOLD_AFTER:
-                folded[key] = folded.get(key, 0) + 1
-                continue
-        _render_action(action, printer)
+    for action_type, group, start, stop in runs:
+        if group is None or sizes[(action_type, group)] <= FOLD_GROUPS_LARGER_THAN:
+            for action in actions[start:stop]:
+                _render_action(action, printer)
+            continue
+        key = (action_type, group)
+        already = shown.get(key, 0)
+        show = min(stop - start, max(FOLD_AFTER - already, 0))
+        shown[key] = already + show
+        for action in actions[start : start + show]:
+            _render_action(action, printer)
+        if show < stop - start:
+            folded[key] = folded.get(key, 0) + stop - start - show
     for (action_type, group), count in folded.items():
         printer.line(
             f"  {action_type.sign} ... and {count} more {group}/* {_VERBS[action_type]} (-v lists every one)",
             fg=_COLOURS[action_type],
         )
-    printer.line()
-    printer.line(summary_line(plan), bold=True)
+
+
+def _runs_by_set(actions: tuple[Action, ...]) -> list[tuple[ActionType, str | None, int, int]]:
+    """Consecutive actions of one type on suites of one set, as ``(type, set, start, stop)``.
+
+    A set's suites come one after another, so after the first of them each next one costs a prefix check
+    instead of splitting its address. An action on anything but a set's suite is a run of its own.
+    """
+    runs: list[tuple[ActionType, str | None, int, int]] = []
+    run_type = ActionType.NOOP
+    group: str | None = None
+    prefix: str | None = None
+    start = 0
+    for index, action in enumerate(actions):
+        if prefix is not None and action.type is run_type and action.address.startswith(prefix):
+            continue
+        if index:
+            runs.append((run_type, group, start, index))
+        run_type, group, start = action.type, _set_name(action.address), index
+        prefix = None if group is None else group + "/"
+    if actions:
+        runs.append((run_type, group, start, len(actions)))
+    return runs
 
 
 def _render_action(action: Action, printer: Printer) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Status(StrEnum):

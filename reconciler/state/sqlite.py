@@ -8,11 +8,18 @@ serialises writers across threads and processes.
 Tables (``format_version`` 1):
 
 - ``meta``: key/value; ``lineage``, ``serial``, ``format_version``, ``created_at``.
-- ``resources``: one row per address. The narrow columns the planner reads come first and the JSON columns
-  (``spec``, ``remote``) last, so a scan for summaries never touches their overflow pages.
-- ``intents``: ordered by ``seq``; ``addresses`` and ``detail`` are JSON; ``resolved`` is 0 or 1.
-- ``journal``: append-only (triggers refuse updates and deletes, which is also why ``seq``, the rowid, only
-  grows).
+- ``resources``: one row per address with an outcome (or imported). The narrow columns the planner reads come
+  first and the JSON columns (``spec``, ``remote``) last, so a scan for summaries never touches their overflow
+  pages.
+- ``intents``: ordered by ``seq``; ``addresses``, ``detail`` and ``members`` are JSON; ``resolved`` is 0 or 1.
+  ``members`` holds each address's kind, provider, spec hash, attempt, replaced id and spec. An address is
+  ``pending`` while an open intent newer than its row (if any) covers it: reads lay the open intents over the
+  rows, so recording an intent writes one row however large the batch, and each resource row is written once,
+  with its outcome. (Format 1 wrote a ``pending`` row per resource first; those rows are still read.)
+- ``journal``: append-only (triggers refuse updates and deletes). A row holds ``entries`` consecutive entries
+  numbered from its ``seq``: one for a lone event, a whole batch's for an intent or its outcomes (``event`` is
+  then ``batch`` and ``detail`` holds the entries' events, addresses and details side by side). Writing a
+  5,000-suite batch as 10,000 rows cost more than the batch's resource rows; ``history`` expands them again.
 - ``lock``: at most one row; ``expires`` is the epoch second it lapses at, ``expires_at`` the same for humans.
 
 The file's SQLite ``application_id`` marks it as a reconciler state, so another SQLite database given by
@@ -30,10 +37,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-import orjson
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from reconciler.errors import StateError, StateLockedError, StateVersionError, UnknownAddressError
 from reconciler.state.base import (
@@ -85,7 +93,8 @@ CREATE TABLE intents (
     resolved INTEGER NOT NULL DEFAULT 0,
     resolved_at TEXT,
     addresses TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    members TEXT
 );
 CREATE INDEX intents_open ON intents (seq) WHERE resolved = 0;
 CREATE TABLE journal (
@@ -94,7 +103,8 @@ CREATE TABLE journal (
     event TEXT NOT NULL,
     address TEXT,
     operation_id TEXT,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    entries INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX journal_address ON journal (address);
 CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
@@ -120,16 +130,7 @@ _RECORD_COLUMNS = (
 _INTENT_COLUMNS = "operation_id, provider, action, addresses, fingerprint, detail, created_at, resolved"
 _LOCK_COLUMNS = "lock_id, holder, operation, started_at, expires_at"
 
-_UPSERT_PENDING = """
-INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error,
-                       created_at, updated_at, refreshed_at, spec, remote)
-VALUES (?, ?, ?, ?, 'pending', NULL, ?, ?, NULL, ?, ?, NULL, ?, NULL)
-ON CONFLICT (address) DO UPDATE SET
-    kind = excluded.kind, provider = excluded.provider, spec_hash = excluded.spec_hash, status = 'pending',
-    remote_id = NULL, operation_id = excluded.operation_id, attempt = excluded.attempt, error = NULL,
-    updated_at = excluded.updated_at, refreshed_at = NULL, spec = excluded.spec, remote = NULL
-"""
-
+#: The outcome of a format 1 intent, whose rows were written as pending.
 _APPLY_OUTCOME = """
 UPDATE resources SET status = ?1, remote_id = ?2, error = ?3, updated_at = ?4,
     remote = coalesce(?5, remote), refreshed_at = CASE WHEN ?5 IS NULL THEN refreshed_at ELSE ?4 END
@@ -137,13 +138,36 @@ WHERE address = ?6 AND operation_id = ?7
 """
 
 _INSERT_INTENT = (
-    "INSERT INTO intents (operation_id, provider, action, fingerprint, created_at, addresses, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO intents (operation_id, provider, action, fingerprint, created_at, addresses, detail, members) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+#: The outcome of a format 2 intent; a row last written by a newer intent is left alone (``?13`` is this
+#: intent's seq). ``created_at`` survives a retry after a failure.
+_UPSERT_OUTCOME = """
+INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error,
+                       created_at, updated_at, refreshed_at, spec, remote)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?12 IS NULL THEN NULL ELSE ?10 END, ?11, ?12)
+ON CONFLICT (address) DO UPDATE SET
+    kind = excluded.kind, provider = excluded.provider, spec_hash = excluded.spec_hash, status = excluded.status,
+    remote_id = excluded.remote_id, operation_id = excluded.operation_id, attempt = excluded.attempt,
+    error = excluded.error, updated_at = excluded.updated_at, refreshed_at = excluded.refreshed_at,
+    spec = excluded.spec, remote = excluded.remote
+WHERE resources.operation_id IS NULL OR resources.operation_id = excluded.operation_id
+    OR coalesce((SELECT seq FROM intents WHERE operation_id = resources.operation_id), 0) < ?13
+"""
 
 _RESOLVE = "UPDATE intents SET resolved = 1, resolved_at = ? WHERE operation_id = ? AND resolved = 0"
 
-_JOURNAL = "INSERT INTO journal (at, event, address, operation_id, detail) VALUES (?, ?, ?, ?, ?)"
+_JOURNAL = (
+    "INSERT INTO journal (seq, at, event, address, operation_id, detail, entries) VALUES "
+    "(coalesce((SELECT seq + entries FROM journal ORDER BY seq DESC LIMIT 1), 1), ?, ?, ?, ?, ?, ?)"
+)
+_JOURNAL_COLUMNS = "seq, at, event, address, operation_id, detail, entries"
+BATCH_EVENT = "batch"
+
+#: One journal entry before it is written: (event, address, detail).
+_Entry = tuple[str, str | None, dict[str, Any]]
 
 
 def utc_iso(seconds: float) -> str:
@@ -177,6 +201,9 @@ class SqliteStateStore:
         self._clock = clock
         self._mutex = threading.RLock()
         self._conn = _open(self.path)
+        # The members of intents this store recorded and not yet resolved, as written: their outcomes then
+        # need not decode and re-encode them.
+        self._members: dict[str, _Members] = {}
 
     def __enter__(self) -> SqliteStateStore:
         return self
@@ -196,7 +223,8 @@ class SqliteStateStore:
 
     def summaries(self) -> Iterator[ResourceSummary]:
         """Streams from its own connection in one read transaction: a consistent snapshot that does not
-        hold up writers, however slowly the caller consumes it. Rows come in insertion order."""
+        hold up writers, however slowly the caller consumes it. Rows come in insertion order, then the
+        addresses only open intents know."""
         try:
             conn = _connect(self.path)
         except sqlite3.Error as e:
@@ -204,28 +232,32 @@ class SqliteStateStore:
         try:
             conn.execute("PRAGMA query_only = ON")
             conn.execute("BEGIN")
+            overlay = _Overlay(conn, None)
             cursor = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM resources")
             while rows := cursor.fetchmany(FETCH_CHUNK):
-                yield from _summaries(rows)
+                if overlay.pending:
+                    yield from _summaries([overlay.summary(row) for row in rows])
+                else:
+                    yield from _summaries(rows)
+            yield from _summaries([overlay.summary_of(address) for address in overlay.unseen()])
         except sqlite3.Error as e:
             raise self._error(e) from e
         finally:
             conn.close()
 
     def get(self, *, address: str) -> ResourceRecord | None:
-        with self._read() as db:
-            row = db.execute(f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address = ?", (address,)).fetchone()
-        return None if row is None else _record(row)
+        return self.get_many(addresses=[address]).get(address)
 
     def get_many(self, *, addresses: Iterable[str]) -> dict[str, ResourceRecord]:
         wanted = list(dict.fromkeys(addresses))
         found: dict[str, ResourceRecord] = {}
-        for start in range(0, len(wanted), IN_CHUNK):
-            chunk = wanted[start : start + IN_CHUNK]
-            sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address IN ({','.join('?' * len(chunk))})"
-            with self._read() as db:
-                rows = db.execute(sql, chunk).fetchall()
-            found.update((row[0], _record(row)) for row in rows)
+        with self._read() as db:
+            overlay = _Overlay(db, wanted)
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address IN ({','.join('?' * len(chunk))})"
+                found.update((row[0], overlay.record(row)) for row in db.execute(sql, chunk).fetchall())
+            found.update((address, overlay.record_of(address, None)) for address in overlay.unseen())
         return found
 
     def open_intents(self) -> list[Intent]:
@@ -234,12 +266,27 @@ class SqliteStateStore:
         return [_intent(row) for row in rows]
 
     def history(self, *, address: str | None = None, limit: int = 100) -> list[JournalEntry]:
-        where, args = ("WHERE address = ?", [address]) if address is not None else ("", [])
-        columns = "seq, at, event, address, operation_id, detail"
-        sql = f"SELECT {columns} FROM journal {where} ORDER BY seq DESC LIMIT ?"
+        """The latest ``limit`` entries, oldest first; read newest row first, so a long journal is not read
+        whole unless an address is asked for (its batch rows are found by the address's JSON text)."""
+        args: tuple[str, ...] = ()
+        if address is None:
+            sql = f"SELECT {_JOURNAL_COLUMNS} FROM journal ORDER BY seq DESC"
+        else:
+            where = "address = ? OR (entries > 1 AND instr(detail, ?) > 0)"
+            sql, args = (
+                f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE {where} ORDER BY seq DESC",
+                (address, _dumps(address)),
+            )
+        newest_first: list[JournalEntry] = []
         with self._read() as db:
-            rows = db.execute(sql, [*args, limit]).fetchall()
-        return [JournalEntry(s, at, e, a, o, orjson.loads(d)) for s, at, e, a, o, d in reversed(rows)]
+            cursor = db.execute(sql, args)
+            while len(newest_first) < limit and (rows := cursor.fetchmany(64)):
+                for row in rows:
+                    entries = _expand(row)
+                    if address is not None:
+                        entries = [e for e in entries if e.address == address]
+                    newest_first.extend(reversed(entries))
+        return list(reversed(newest_first[:limit]))
 
     def current_lock(self) -> LockInfo | None:
         with self._read() as db:
@@ -249,49 +296,62 @@ class SqliteStateStore:
     # writes that bump the serial
 
     def record_intent(self, *, intent: Intent, resources: Sequence[PendingResource]) -> None:
-        """Rows are serialised before the transaction opens: the write lock is held only for the inserts."""
+        """One intent row, whose ``members`` say what each address will be; rows are serialised before the
+        transaction opens, so the write lock is held only for the inserts."""
         _check_covers(intent, resources)
         at = self._now()
         op = intent.operation_id
         addresses, detail = _dumps(intent.addresses), _dumps(intent.detail)
-        head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail)
-        rows = [(r.address, r.kind, r.provider, r.spec_hash, op, r.attempt, at, at, _dumps(r.spec)) for r in resources]
-        entries = [(at, "intent", r.address, op, _intent_entry(r)) for r in resources]
-        entries += [(at, "replaced", r.address, op, _replaced_entry(r)) for r in resources if r.replaces]
+        heads = [[r.address, r.kind, r.provider, r.spec_hash, r.attempt, r.replaces] for r in resources]
+        specs = [_dumps(r.spec) for r in resources]
+        members = f'{{"heads":{_dumps(heads)},"specs":[{",".join(specs)}]}}'
+        head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail, members)
+        entries: list[_Entry] = [("intent", r.address, _intent_entry(r)) for r in resources]
+        entries += [("replaced", r.address, {"remote_id": r.replaces}) for r in resources if r.replaces]
         with self._write(bump=True) as db:
             if db.execute("SELECT 1 FROM intents WHERE operation_id = ?", (op,)).fetchone():
                 raise StateError(f"an intent with operation id {op} is already recorded")
             db.execute(_INSERT_INTENT, head)
-            db.executemany(_UPSERT_PENDING, rows)
-            db.executemany(_JOURNAL, entries)
+            _journal(db, at, op, entries)
+        self._members[op] = _Members(heads, specs)
 
     def record_outcomes(self, *, operation_id: str, outcomes: Sequence[Outcome], resolved: bool) -> None:
         if not outcomes and not resolved:
             return
         at = self._now()
         op = operation_id
-        # A Status is a str (StrEnum): sqlite stores it as its text without the cost of ``.value``.
-        rows = [(o.status, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op) for o in outcomes]
-        entries: list[tuple[str, str, str | None, str, str]]
-        entries = [(at, o.status, o.address, op, _outcome_entry(o)) for o in outcomes]
+        entries: list[_Entry] = [(o.status, o.address, _outcome_entry(o)) for o in outcomes]
         if resolved:
-            entries.append((at, "resolved", None, op, "{}"))
+            entries.append(("resolved", None, {}))
         with self._write(bump=True) as db:
-            row = db.execute("SELECT addresses FROM intents WHERE operation_id = ?", (op,)).fetchone()
+            row = db.execute("SELECT seq, addresses, members FROM intents WHERE operation_id = ?", (op,)).fetchone()
             if row is None:
                 raise StateError(f"no intent with operation id {op} is recorded")
-            covered = set(orjson.loads(row[0]))
+            seq, addresses, members = row
+            covered = set(orjson.loads(addresses))
             strays = [o.address for o in outcomes if o.address not in covered]
             if strays:
                 raise ValueError(f"outcomes for addresses outside intent {op}: {strays[:5]}")
-            db.executemany(_APPLY_OUTCOME, rows)
+            if members is None:
+                # A format 1 intent: its rows were written as pending when it was recorded.
+                # A Status is a str (StrEnum): sqlite stores it as its text without the cost of ``.value``.
+                updates = [
+                    (o.status, o.remote_id, o.error, at, _dumps_or_none(o.remote), o.address, op) for o in outcomes
+                ]
+                db.executemany(_APPLY_OUTCOME, updates)
+            else:
+                known = self._members.get(op) or _Members.decode(members)
+                db.executemany(_UPSERT_OUTCOME, [known.outcome_row(o, op, at, seq) for o in outcomes])
             if resolved:
                 db.execute(_RESOLVE, (at, op))
-            db.executemany(_JOURNAL, entries)
+            _journal(db, at, op, entries)
+        if resolved:
+            self._members.pop(op, None)
 
     def forget(self, *, address: str) -> None:
         at = self._now()
         with self._write(bump=True) as db:
+            _refuse_pending(db, address, "forget it")
             row = db.execute(
                 "SELECT kind, provider, remote_id, status, spec_hash FROM resources WHERE address = ?",
                 (address,),
@@ -307,13 +367,14 @@ class SqliteStateStore:
                 "status": status,
                 "spec_hash": spec_hash,
             }
-            db.execute(_JOURNAL, (at, "forgotten", address, None, _dumps(detail)))
+            _journal(db, at, None, [("forgotten", address, detail)])
 
     def import_resource(
         self, *, address: str, kind: str, provider: str, remote_id: str, spec: dict[str, Any], spec_hash: str
     ) -> None:
         at = self._now()
         with self._write(bump=True) as db:
+            _refuse_pending(db, address, "import another object")
             row = db.execute("SELECT remote_id FROM resources WHERE address = ?", (address,)).fetchone()
             if row is not None:
                 raise StateError(
@@ -326,7 +387,7 @@ class SqliteStateStore:
                 (address, kind, provider, spec_hash, remote_id, at, at, _dumps(spec)),
             )
             detail = {"kind": kind, "provider": provider, "remote_id": remote_id, "spec_hash": spec_hash}
-            db.execute(_JOURNAL, (at, "imported", address, None, _dumps(detail)))
+            _journal(db, at, None, [("imported", address, detail)])
 
     def record_refresh(self, *, views: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
         """Addresses no longer in the state are skipped; the journal keeps one ``refreshed`` count."""
@@ -340,7 +401,7 @@ class SqliteStateStore:
                 [(_dumps_or_none(view), at, address) for address, view in views],
             )
             detail = {"count": db.total_changes - before, "gone": sum(1 for _, view in views if view is None)}
-            db.execute(_JOURNAL, (at, "refreshed", None, None, _dumps(detail)))
+            _journal(db, at, None, [("refreshed", None, detail)])
 
     # writes that leave the serial alone
 
@@ -367,7 +428,7 @@ class SqliteStateStore:
             )
             if row is not None:
                 detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "expired_at": row[4]}
-                db.execute(_JOURNAL, (info.started_at, "lock_taken_over", None, None, _dumps(detail)))
+                _journal(db, info.started_at, None, [("lock_taken_over", None, detail)])
         return info
 
     def renew_lock(self, *, lock_id: str, ttl: float) -> None:
@@ -399,7 +460,7 @@ class SqliteStateStore:
                 raise StateError(f"no lock with id {lock_id}: {now_held}")
             db.execute("DELETE FROM lock WHERE lock_id = ?", (lock_id,))
             detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "since": row[3]}
-            db.execute(_JOURNAL, (at, "lock_broken", None, None, _dumps(detail)))
+            _journal(db, at, None, [("lock_broken", None, detail)])
 
     def close(self) -> None:
         with self._mutex:
@@ -444,24 +505,161 @@ class SqliteStateStore:
                 raise self._error(e) from e
 
 
+def _journal(db: sqlite3.Connection, at: str, operation_id: str | None, entries: Sequence[_Entry]) -> None:
+    """Append entries as one row: a lone entry as itself, several side by side under ``batch``."""
+    if len(entries) == 1:
+        [(event, address, detail)] = entries
+        db.execute(_JOURNAL, (at, event, address, operation_id, _dumps(detail), 1))
+    elif entries:
+        events, addresses, details = zip(*entries, strict=True)
+        text = _dumps({"events": events, "addresses": addresses, "details": details})
+        db.execute(_JOURNAL, (at, BATCH_EVENT, None, operation_id, text, len(entries)))
+
+
+def _expand(row: tuple[Any, ...]) -> list[JournalEntry]:
+    seq, at, event, address, operation_id, detail, count = row
+    if count == 1:
+        return [JournalEntry(seq, at, event, address, operation_id, orjson.loads(detail))]
+    body = orjson.loads(detail)
+    return [
+        JournalEntry(seq + i, at, e, a, operation_id, d)
+        for i, (e, a, d) in enumerate(zip(body["events"], body["addresses"], body["details"], strict=True))
+    ]
+
+
+class _Members:
+    """What an intent says each of its addresses will be: heads (address, kind, provider, spec hash, attempt,
+    replaced id) and specs as JSON text, in request order."""
+
+    def __init__(self, heads: list[list[Any]], specs: list[str]) -> None:
+        self.heads = heads
+        self.specs = specs
+        self._index = {head[0]: i for i, head in enumerate(heads)}
+
+    @classmethod
+    def decode(cls, text: str) -> _Members:
+        body = orjson.loads(text)
+        return cls(body["heads"], [_dumps(spec) for spec in body["specs"]])
+
+    def outcome_row(self, outcome: Outcome, op: str, at: str, seq: int) -> tuple[Any, ...]:
+        i = self._index[outcome.address]
+        address, kind, provider, spec_hash, attempt, _ = self.heads[i]
+        status, remote_id, error, remote = outcome.status, outcome.remote_id, outcome.error, outcome.remote
+        return (
+            address,
+            kind,
+            provider,
+            spec_hash,
+            status,
+            remote_id,
+            op,
+            attempt,
+            error,
+            at,
+            self.specs[i],
+            _dumps_or_none(remote),
+            seq,
+        )
+
+
+class _Overlay:
+    """The addresses open intents are creating, laid over the rows they are newer than.
+
+    ``wanted`` limits it to some addresses (None: all); an open intent none of them is in is not decoded
+    beyond its address list. Each candidate is (intent seq, operation id, intent time, member).
+    """
+
+    def __init__(self, db: sqlite3.Connection, wanted: Sequence[str] | None) -> None:
+        self.db = db
+        self.pending: dict[str, tuple[int, str, str, list[Any]]] = {}
+        self._seen: set[str] = set()
+        self._seq_of: dict[str, int | None] = {}
+        want = None if wanted is None else set(wanted)
+        sql = "SELECT seq, operation_id, created_at, addresses, members FROM intents WHERE resolved = 0 ORDER BY seq"
+        for seq, op, at, addresses, members in db.execute(sql).fetchall():
+            if members is None or (want is not None and want.isdisjoint(orjson.loads(addresses))):
+                continue
+            self._seq_of[op] = seq
+            body = orjson.loads(members)
+            for head, spec in zip(body["heads"], body["specs"], strict=True):
+                if want is None or head[0] in want:
+                    self.pending[head[0]] = (seq, op, at, [*head, spec])
+
+    def unseen(self) -> list[str]:
+        """Pending addresses no row was shown for: only open intents know them."""
+        return [address for address in self.pending if address not in self._seen]
+
+    def overrides(self, address: str, row_operation_id: str | None) -> bool:
+        self._seen.add(address)
+        seq = self.pending[address][0]
+        if row_operation_id is None:
+            return True
+        if row_operation_id not in self._seq_of:
+            found = self.db.execute("SELECT seq FROM intents WHERE operation_id = ?", (row_operation_id,)).fetchone()
+            self._seq_of[row_operation_id] = None if found is None else found[0]
+        row_seq = self._seq_of[row_operation_id]
+        return row_seq is None or row_seq < seq
+
+    def summary(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        address = row[0]
+        if address in self.pending and self.overrides(address, row[6]):
+            return self.summary_of(address)
+        return row
+
+    def summary_of(self, address: str) -> tuple[Any, ...]:
+        _, op, _, (_, kind, provider, spec_hash, attempt, _, _) = self.pending[address]
+        return (address, kind, provider, spec_hash, Status.PENDING.value, None, op, attempt)
+
+    def record(self, row: tuple[Any, ...]) -> ResourceRecord:
+        address = row[0]
+        if address in self.pending and self.overrides(address, row[7]):
+            return self.record_of(address, row[10])
+        return _record(row)
+
+    def record_of(self, address: str, created_at: str | None) -> ResourceRecord:
+        _, op, at, (_, kind, provider, spec_hash, attempt, _, spec) = self.pending[address]
+        return ResourceRecord(
+            address=address,
+            kind=kind,
+            provider=provider,
+            spec=spec,
+            spec_hash=spec_hash,
+            status=Status.PENDING,
+            remote_id=None,
+            operation_id=op,
+            attempt=attempt,
+            error=None,
+            created_at=created_at or at,
+            updated_at=at,
+        )
+
+
+def _refuse_pending(db: sqlite3.Connection, address: str, what: str) -> None:
+    overlay = _Overlay(db, [address])
+    if address not in overlay.pending:
+        return
+    row = db.execute("SELECT operation_id FROM resources WHERE address = ?", (address,)).fetchone()
+    if row is None or overlay.overrides(address, row[0]):
+        op = overlay.pending[address][1]
+        raise StateError(
+            f"{address} is pending: an interrupted apply (operation {op}) may have created it. Run "
+            f"`reconciler apply` to find out, or `reconciler state import {address} REMOTE_ID ...` if you know "
+            f"the remote object, before you {what}"
+        )
+
+
 def _dumps_or_none(value: Any) -> str | None:
     return None if value is None else _dumps(value)
 
 
-def _intent_entry(resource: PendingResource) -> str:
-    """Journal details of the hot paths are written by hand: ``json.dumps`` of a two-key dict costs as much
-    as the row insert itself, and a batch has 5,000 of them."""
-    return f'{{"spec_hash":"{resource.spec_hash}","attempt":{resource.attempt:d}}}'
+def _intent_entry(resource: PendingResource) -> dict[str, Any]:
+    return {"spec_hash": resource.spec_hash, "attempt": resource.attempt}
 
 
-def _replaced_entry(resource: PendingResource) -> str:
-    return _dumps({"remote_id": resource.replaces})
-
-
-def _outcome_entry(outcome: Outcome) -> str:
+def _outcome_entry(outcome: Outcome) -> dict[str, Any]:
     if outcome.error is None:
-        return "{}" if outcome.remote_id is None else f'{{"remote_id":{_dumps(outcome.remote_id)}}}'
-    return _dumps({k: v for k, v in (("remote_id", outcome.remote_id), ("error", outcome.error)) if v is not None})
+        return {} if outcome.remote_id is None else {"remote_id": outcome.remote_id}
+    return {k: v for k, v in (("remote_id", outcome.remote_id), ("error", outcome.error)) if v is not None}
 
 
 def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
@@ -564,19 +762,22 @@ def _create_private(path: Path) -> None:
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        is_new = _identify(conn, path)
+        version = _identify(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA fullfsync = ON")
         conn.execute("PRAGMA checkpoint_fullfsync = ON")
-        if is_new:
+        if version is None:
             _initialise(conn)
+        elif version < FORMAT_VERSION:
+            _upgrade(conn)
     except sqlite3.Error as e:
         raise StateError(f"cannot open the state file {path}: {e}") from e
 
 
-def _identify(conn: sqlite3.Connection, path: Path) -> bool:
-    """True for a new (empty) file; raises for anything that is not a state this reconciler can read.
+def _identify(conn: sqlite3.Connection, path: Path) -> int | None:
+    """The state's format version, None for a new (empty) file; raises for anything that is not a state this
+    reconciler can read.
 
     Everything is read in one transaction, so a state another process is creating right now is seen either
     empty or complete."""
@@ -588,14 +789,14 @@ def _identify(conn: sqlite3.Connection, path: Path) -> bool:
             conn.execute("ROLLBACK")
 
 
-def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> bool:
+def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> int | None:
     try:
         (app_id,) = conn.execute("PRAGMA application_id").fetchone()
         (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as e:
         raise StateError(f"{path} is not a reconciler state file (not an SQLite database: {e})") from e
     if app_id == 0 and tables == 0:
-        return True
+        return None
     if app_id != APPLICATION_ID:
         raise StateError(f"{path} is not a reconciler state file (it is an SQLite database of something else)")
     try:
@@ -609,7 +810,25 @@ def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> bool:
             f"{path} was written by a newer reconciler (state format {row[0]}; this one reads up to "
             f"{FORMAT_VERSION}); upgrade reconciler to use this state"
         )
-    return False
+    return row[0]
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Format 1 to 2: journal rows gain ``entries`` (every format 1 row is one entry), intents ``members``
+    (format 1 intents have none: their pending rows are in ``resources``). Idempotent under a race
+    like ``_initialise``: the version is read again under the write lock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        if version == 1:
+            conn.execute("ALTER TABLE journal ADD COLUMN entries INTEGER NOT NULL DEFAULT 1")
+            conn.execute("ALTER TABLE intents ADD COLUMN members TEXT")
+            conn.execute("UPDATE meta SET value = 2 WHERE key = 'format_version'")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _initialise(conn: sqlite3.Connection) -> None:

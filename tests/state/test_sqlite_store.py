@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -13,7 +14,7 @@ import pytest
 from state_builders import create, record
 
 from reconciler.errors import StateError
-from reconciler.state import SqliteStateStore, Status
+from reconciler.state import Outcome, SqliteStateStore, Status
 
 
 @pytest.fixture
@@ -127,3 +128,42 @@ def test_closed_store_refuses_further_use(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StateError):
         store.meta()
+
+
+def test_state_of_format_one_is_upgraded_and_keeps_its_journal(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStateStore(path) as store:
+        create(store, "TaskSuite/a")
+        interrupted = record(store, "TaskSuite/p")
+        before = store.history()
+    with sqlite3.connect(path) as db:  # what format 1 wrote: one row per entry, pending rows, no new columns
+        db.execute(
+            "INSERT INTO resources (address, kind, provider, spec_hash, status, operation_id, attempt, created_at, "
+            "updated_at, spec) VALUES ('TaskSuite/p', 'TaskSuite', 'toloka', 'h', 'pending', ?, 0, 't', 't', '{}')",
+            (interrupted.operation_id,),
+        )
+        db.execute("ALTER TABLE intents DROP COLUMN members")
+        db.execute("DROP TRIGGER journal_no_update")
+        db.execute("DROP TRIGGER journal_no_delete")
+        db.execute("DELETE FROM journal")
+        db.executemany(
+            "INSERT INTO journal (seq, at, event, address, operation_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.seq, e.at, e.event, e.address, e.operation_id, json.dumps(e.detail)) for e in before],
+        )
+        db.execute("ALTER TABLE journal DROP COLUMN entries")
+        db.execute("UPDATE meta SET value = 1 WHERE key = 'format_version'")
+    with SqliteStateStore(path) as store:
+        assert store.meta().format_version == 2
+        assert store.history() == before
+        assert store.get(address="TaskSuite/p").status is Status.PENDING  # type: ignore[union-attr]
+        store.record_outcomes(
+            operation_id=interrupted.operation_id,
+            outcomes=[Outcome("TaskSuite/p", Status.CREATED, remote_id="r-p")],
+            resolved=True,
+        )
+        settled = store.get(address="TaskSuite/p")
+        assert settled is not None and (settled.status, settled.remote_id) == (Status.CREATED, "r-p")
+        create(store, "TaskSuite/b")
+        after = store.history()
+    assert after[: len(before)] == before
+    assert [e.seq for e in after] == list(range(1, len(after) + 1))

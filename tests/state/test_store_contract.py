@@ -9,14 +9,14 @@ from state_backends import Backend
 from state_builders import create, intent_for, pending, record
 
 from reconciler.errors import StateError, StateVersionError, UnknownAddressError
-from reconciler.state import Outcome, StateStore, Status
+from reconciler.state import FORMAT_VERSION, Outcome, StateStore, Status
 
 
 def test_new_state_has_a_lineage_and_serial_zero(store: StateStore) -> None:
     meta = store.meta()
     assert meta.serial == 0
     assert len(meta.lineage) == 36
-    assert meta.format_version == 1
+    assert meta.format_version == FORMAT_VERSION
 
 
 def test_reopened_state_keeps_its_lineage(backend: Backend, store: StateStore) -> None:
@@ -283,6 +283,24 @@ def test_forget_unknown_address_is_an_error(store: StateStore) -> None:
         store.forget(address="TaskSuite/nope")
 
 
+def test_address_an_open_intent_is_creating_cannot_be_forgotten_or_imported_over(store: StateStore) -> None:
+    create(store, "TaskSuite/a")
+    replacing = [pending("TaskSuite/a", replaces="remote-TaskSuite/a", spec={"v": 2})]
+    store.record_intent(intent=intent_for(replacing), resources=replacing)
+    record(store, "TaskSuite/b")
+    for address in ("TaskSuite/a", "TaskSuite/b"):
+        with pytest.raises(StateError, match="pending.*reconciler apply"):
+            store.forget(address=address)
+        with pytest.raises(StateError, match="pending"):
+            store.import_resource(
+                address=address, kind="TaskSuite", provider="toloka", remote_id="x", spec={}, spec_hash="h"
+            )
+    assert {s.address: s.status for s in store.summaries()} == {
+        "TaskSuite/a": Status.PENDING,
+        "TaskSuite/b": Status.PENDING,
+    }
+
+
 def test_forget_drops_the_resource_but_not_its_history(store: StateStore) -> None:
     create(store, "TaskSuite/a")
     store.forget(address="TaskSuite/a")
@@ -330,6 +348,22 @@ def test_refresh_stores_the_remote_view_and_objects_gone(store: StateStore) -> N
     assert a.refreshed_at is not None and b.refreshed_at is not None
     assert store.get(address="TaskSuite/x") is None
     assert store.history()[-1].event == "refreshed"
+
+
+def test_history_of_one_address_in_a_large_batch_is_its_own_entries(store: StateStore) -> None:
+    addresses = [f"TaskSuite/s{i}" for i in range(2000)]
+    intent = create(store, *addresses)
+    mine = store.history(address="TaskSuite/s1234")
+    assert [(e.event, e.address, e.operation_id) for e in mine] == [
+        ("intent", "TaskSuite/s1234", intent.operation_id),
+        ("created", "TaskSuite/s1234", intent.operation_id),
+    ]
+    assert mine[1].detail == {"remote_id": "remote-TaskSuite/s1234"}
+    assert store.history(address="TaskSuite/s123") != mine
+    everything = store.history(limit=10_000)
+    assert len(everything) == 2 * 2000 + 1
+    assert [e.seq for e in everything] == list(range(everything[0].seq, everything[0].seq + len(everything)))
+    assert all(entry in everything for entry in mine)
 
 
 def test_journal_is_append_only_and_in_order(store: StateStore) -> None:
@@ -395,6 +429,6 @@ def test_concurrent_writers_from_threads_lose_nothing(store: StateStore) -> None
 
 def test_state_from_newer_version_is_refused(backend: Backend, store: StateStore) -> None:
     store.close()
-    backend.set_format_version(2)
+    backend.set_format_version(FORMAT_VERSION + 1)
     with pytest.raises(StateVersionError, match="upgrade reconciler"):
         backend.open()
