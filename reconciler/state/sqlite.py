@@ -11,8 +11,10 @@ Tables (``format_version`` 1):
 - ``resources``: one row per address with an outcome (or imported). The narrow columns the planner reads come
   first and the JSON columns (``spec``, ``remote``) last, so a scan for summaries never touches their overflow
   pages.
-- ``intents``: ordered by ``seq``; ``addresses``, ``detail`` and ``members`` are JSON; ``resolved`` is 0 or 1.
-  ``members`` holds each address's kind, provider, spec hash, attempt, replaced id and spec. An address is
+- ``intents``: ordered by ``seq``; ``addresses`` and ``detail`` are JSON; ``resolved`` is 0 or 1.
+- ``intent_members``: per intent, written once, JSON of each address's kind, provider, spec hash, attempt,
+  replaced id and spec (a table of its own: closing an intent then rewrites a small row, not a megabyte of
+  members). An address is
   ``pending`` while an open intent newer than its row (if any) covers it: reads lay the open intents over the
   rows, so recording an intent writes one row however large the batch, and each resource row is written once,
   with its outcome. (Format 1 wrote a ``pending`` row per resource first; those rows are still read.)
@@ -93,10 +95,10 @@ CREATE TABLE intents (
     resolved INTEGER NOT NULL DEFAULT 0,
     resolved_at TEXT,
     addresses TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    members TEXT
+    detail TEXT NOT NULL
 );
 CREATE INDEX intents_open ON intents (seq) WHERE resolved = 0;
+CREATE TABLE intent_members (operation_id TEXT PRIMARY KEY, members TEXT NOT NULL);
 CREATE TABLE journal (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -138,8 +140,8 @@ WHERE address = ?6 AND operation_id = ?7
 """
 
 _INSERT_INTENT = (
-    "INSERT INTO intents (operation_id, provider, action, fingerprint, created_at, addresses, detail, members) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO intents (operation_id, provider, action, fingerprint, created_at, addresses, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 #: The outcome of a format 2 intent; a row last written by a newer intent is left alone (``?13`` is this
@@ -156,6 +158,23 @@ ON CONFLICT (address) DO UPDATE SET
 WHERE resources.operation_id IS NULL OR resources.operation_id = excluded.operation_id
     OR coalesce((SELECT seq FROM intents WHERE operation_id = resources.operation_id), 0) < ?13
 """
+
+_ON_CONFLICT = _UPSERT_OUTCOME[_UPSERT_OUTCOME.index("ON CONFLICT") :].replace("?13", ":seq")
+
+#: The same for a whole batch of plain creations (no error, no remote view) in one statement: rows are a JSON
+#: array of [address, kind, spec hash, attempt, remote id, spec text]. One statement lets go of the
+#: interpreter's lock once, where ``executemany`` takes it back for every row: with other threads busy, a
+#: 5,000-row batch went from 90 ms to 25 ms. (``WHERE true`` keeps ``ON CONFLICT`` from reading as a join's.)
+_INSERT_CREATED = (
+    """
+INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error,
+                       created_at, updated_at, refreshed_at, spec, remote)
+SELECT value ->> 0, value ->> 1, :provider, value ->> 2, 'created', value ->> 4, :op, value ->> 3, NULL, :at, :at,
+       NULL, value ->> 5, NULL
+FROM json_each(:rows) WHERE true
+"""
+    + _ON_CONFLICT
+)
 
 _RESOLVE = "UPDATE intents SET resolved = 1, resolved_at = ? WHERE operation_id = ? AND resolved = 0"
 
@@ -305,13 +324,14 @@ class SqliteStateStore:
         heads = [[r.address, r.kind, r.provider, r.spec_hash, r.attempt, r.replaces] for r in resources]
         specs = [_dumps(r.spec) for r in resources]
         members = f'{{"heads":{_dumps(heads)},"specs":[{",".join(specs)}]}}'
-        head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail, members)
+        head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail)
         entries: list[_Entry] = [("intent", r.address, _intent_entry(r)) for r in resources]
         entries += [("replaced", r.address, {"remote_id": r.replaces}) for r in resources if r.replaces]
         with self._write(bump=True) as db:
             if db.execute("SELECT 1 FROM intents WHERE operation_id = ?", (op,)).fetchone():
                 raise StateError(f"an intent with operation id {op} is already recorded")
             db.execute(_INSERT_INTENT, head)
+            db.execute("INSERT INTO intent_members (operation_id, members) VALUES (?, ?)", (op, members))
             _journal(db, at, op, entries)
         self._members[op] = _Members(heads, specs)
 
@@ -324,15 +344,16 @@ class SqliteStateStore:
         if resolved:
             entries.append(("resolved", None, {}))
         with self._write(bump=True) as db:
-            row = db.execute("SELECT seq, addresses, members FROM intents WHERE operation_id = ?", (op,)).fetchone()
+            row = db.execute("SELECT seq, provider, addresses FROM intents WHERE operation_id = ?", (op,)).fetchone()
             if row is None:
                 raise StateError(f"no intent with operation id {op} is recorded")
-            seq, addresses, members = row
+            seq, provider, addresses = row
+            known = self._members.get(op) or _Members.read(db, op)
             covered = set(orjson.loads(addresses))
             strays = [o.address for o in outcomes if o.address not in covered]
             if strays:
                 raise ValueError(f"outcomes for addresses outside intent {op}: {strays[:5]}")
-            if members is None:
+            if known is None:
                 # A format 1 intent: its rows were written as pending when it was recorded.
                 # A Status is a str (StrEnum): sqlite stores it as its text without the cost of ``.value``.
                 updates = [
@@ -340,8 +361,15 @@ class SqliteStateStore:
                 ]
                 db.executemany(_APPLY_OUTCOME, updates)
             else:
-                known = self._members.get(op) or _Members.decode(members)
-                db.executemany(_UPSERT_OUTCOME, [known.outcome_row(o, op, at, seq) for o in outcomes])
+                plain = [o for o in outcomes if o.status is Status.CREATED and o.error is None and o.remote is None]
+                if plain:
+                    rows = _dumps([known.created_row(o) for o in plain])
+                    db.execute(_INSERT_CREATED, {"rows": rows, "provider": provider, "op": op, "at": at, "seq": seq})
+                if len(plain) < len(outcomes):
+                    others = [
+                        o for o in outcomes if not (o.status is Status.CREATED and o.error is None and o.remote is None)
+                    ]
+                    db.executemany(_UPSERT_OUTCOME, [known.outcome_row(o, op, at, seq) for o in others])
             if resolved:
                 db.execute(_RESOLVE, (at, op))
             _journal(db, at, op, entries)
@@ -537,9 +565,18 @@ class _Members:
         self._index = {head[0]: i for i, head in enumerate(heads)}
 
     @classmethod
-    def decode(cls, text: str) -> _Members:
-        body = orjson.loads(text)
+    def read(cls, db: sqlite3.Connection, operation_id: str) -> _Members | None:
+        """An intent's members as recorded; None for a format 1 intent (its pending rows say it all)."""
+        row = db.execute("SELECT members FROM intent_members WHERE operation_id = ?", (operation_id,)).fetchone()
+        if row is None:
+            return None
+        body = orjson.loads(row[0])
         return cls(body["heads"], [_dumps(spec) for spec in body["specs"]])
+
+    def created_row(self, outcome: Outcome) -> list[Any]:
+        i = self._index[outcome.address]
+        address, kind, _, spec_hash, attempt, _ = self.heads[i]
+        return [address, kind, spec_hash, attempt, outcome.remote_id, self.specs[i]]
 
     def outcome_row(self, outcome: Outcome, op: str, at: str, seq: int) -> tuple[Any, ...]:
         i = self._index[outcome.address]
@@ -575,9 +612,12 @@ class _Overlay:
         self._seen: set[str] = set()
         self._seq_of: dict[str, int | None] = {}
         want = None if wanted is None else set(wanted)
-        sql = "SELECT seq, operation_id, created_at, addresses, members FROM intents WHERE resolved = 0 ORDER BY seq"
+        sql = (
+            "SELECT seq, operation_id, created_at, addresses, members FROM intents JOIN intent_members "
+            "USING (operation_id) WHERE resolved = 0 ORDER BY seq"
+        )
         for seq, op, at, addresses, members in db.execute(sql).fetchall():
-            if members is None or (want is not None and want.isdisjoint(orjson.loads(addresses))):
+            if want is not None and want.isdisjoint(orjson.loads(addresses)):
                 continue
             self._seq_of[op] = seq
             body = orjson.loads(members)
@@ -814,15 +854,15 @@ def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> int | None:
 
 
 def _upgrade(conn: sqlite3.Connection) -> None:
-    """Format 1 to 2: journal rows gain ``entries`` (every format 1 row is one entry), intents ``members``
-    (format 1 intents have none: their pending rows are in ``resources``). Idempotent under a race
+    """Format 1 to 2: journal rows gain ``entries`` (every format 1 row is one entry), and ``intent_members``
+    appears (format 1 intents have no members: their pending rows are in ``resources``). Idempotent under a race
     like ``_initialise``: the version is read again under the write lock."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
         if version == 1:
             conn.execute("ALTER TABLE journal ADD COLUMN entries INTEGER NOT NULL DEFAULT 1")
-            conn.execute("ALTER TABLE intents ADD COLUMN members TEXT")
+            conn.execute("CREATE TABLE intent_members (operation_id TEXT PRIMARY KEY, members TEXT NOT NULL)")
             conn.execute("UPDATE meta SET value = 2 WHERE key = 'format_version'")
         conn.execute("COMMIT")
     except BaseException:

@@ -142,7 +142,7 @@ def test_state_of_format_one_is_upgraded_and_keeps_its_journal(tmp_path: Path) -
             "updated_at, spec) VALUES ('TaskSuite/p', 'TaskSuite', 'toloka', 'h', 'pending', ?, 0, 't', 't', '{}')",
             (interrupted.operation_id,),
         )
-        db.execute("ALTER TABLE intents DROP COLUMN members")
+        db.execute("DROP TABLE intent_members")
         db.execute("DROP TRIGGER journal_no_update")
         db.execute("DROP TRIGGER journal_no_delete")
         db.execute("DELETE FROM journal")
