@@ -203,16 +203,29 @@ class Applier:
                 raise
 
     def _pipeline_toloka(self, batches: list[list[Action]]) -> None:
-        """Send Toloka batches and record their outcomes from this thread; ``TOLOKA_COLLECTORS`` threads only
-        wait for the operations and read their logs. At most ``parallelism`` operations are in flight.
+        """Record Toloka batches' intents and outcomes from this thread, while one thread sends them and
+        ``TOLOKA_COLLECTORS`` wait for their operations and read their logs; at most ``parallelism`` batches
+        are between intent and outcome.
 
-        Why every state write happens here: recording a batch's outcomes is an ``executemany`` that hands the
-        interpreter lock back once per row, and while other threads were busy with it each hand-back could
-        wait out a switch interval; with ten threads doing everything, writing 5,000 rows took twenty times
-        as long as alone. Outcomes are recorded as soon as this thread is between two sends.
+        Why every state write happens here: recording a batch's outcomes hands the interpreter lock back and
+        forth, and while other threads were busy with it each hand-back could wait out a switch interval;
+        with ten threads doing everything, writing 5,000 rows took many times as long as alone. And why
+        nothing else does: a send waits for Toloka to read a megabyte, time this thread spends writing.
+        Outcomes are recorded as soon as this thread is done with the write in hand.
         """
+        outbox: queue.SimpleQueue[tuple[Intent, TolokaClient, list[dict[str, Any]], dict[str, bool]] | None]
+        outbox = queue.SimpleQueue()
         todo: queue.SimpleQueue[tuple[Intent, TolokaClient] | None] = queue.SimpleQueue()
         done: queue.SimpleQueue[_Collected] = queue.SimpleQueue()
+
+        def send() -> None:
+            while (job := outbox.get()) is not None:
+                intent, client, items, options = job
+                try:
+                    client.create_task_suites_async(operation_id=intent.operation_id, items=items, options=options)
+                    todo.put((intent, client))
+                except BaseException as err:  # recorded or re-raised by the thread that writes the state
+                    done.put(_Collected(intent, error=err, sent=False))
 
         def collect() -> None:
             while (item := todo.get()) is not None:
@@ -220,13 +233,14 @@ class Applier:
                 try:
                     operation = client.wait_operation(intent.operation_id)
                     done.put(_Collected(intent, operation, client.operation_log(intent.operation_id)))
-                except BaseException as err:  # recorded or re-raised by the thread that writes the state
+                except BaseException as err:
                     done.put(_Collected(intent, error=err))
 
+        sender = threading.Thread(target=send, name="apply-send", daemon=True)
         collectors = [
             threading.Thread(target=collect, name=f"apply-collect-{n}", daemon=True) for n in range(TOLOKA_COLLECTORS)
         ]
-        for thread in collectors:
+        for thread in (sender, *collectors):
             thread.start()
         in_flight = 0
         try:
@@ -238,14 +252,14 @@ class Applier:
                     with self._lock:
                         self._result.skipped += sum(len(b) for b in batches[n:])
                     break
-                item = self._send_toloka_batch(batch)
-                if item is not None:
-                    todo.put(item)
-                    in_flight += 1
+                outbox.put(self._record_toloka_batch(batch))
+                in_flight += 1
             while in_flight:
                 self._settle_toloka(done.get())
                 in_flight -= 1
         finally:
+            outbox.put(None)
+            sender.join()
             for _ in collectors:
                 todo.put(None)
             for thread in collectors:
@@ -253,13 +267,16 @@ class Applier:
 
     def _settle_toloka(self, collected: _Collected) -> None:
         intent, error = collected.intent, collected.error
-        if isinstance(error, ProviderError):
-            self._unresolved(intent.addresses, intent.operation_id, f"{error}; run apply again to resolve it")
-        elif error is not None:
-            raise error
-        else:
+        if error is None:
             assert collected.operation is not None and collected.log is not None
             self._record_toloka_log(intent, collected.operation, collected.log)
+        elif isinstance(error, PermanentProviderError) and not collected.sent:
+            failed = [Outcome(a, Status.FAILED, error=f"rejected: {error}") for a in intent.addresses]
+            self._record(intent.operation_id, failed, resolved=True)
+        elif isinstance(error, ProviderError):
+            self._unresolved(intent.addresses, intent.operation_id, f"{error}; run apply again to resolve it")
+        else:
+            raise error
 
     def _guard(self, job: Callable[[], None], size: int) -> None:
         if self.stop.is_set():
@@ -350,8 +367,10 @@ class Applier:
             batches.append(batch)
         return batches
 
-    def _send_toloka_batch(self, batch: list[Action]) -> tuple[Intent, TolokaClient] | None:
-        """Record the batch's intent and send it; what to collect, or None if its outcome is already known."""
+    def _record_toloka_batch(
+        self, batch: list[Action]
+    ) -> tuple[Intent, TolokaClient, list[dict[str, Any]], dict[str, bool]]:
+        """Record the batch's intent; what to send."""
         first = batch[0]
         client = self._client(first.provider)
         assert isinstance(client, TolokaClient)
@@ -368,7 +387,7 @@ class Applier:
         self.store.record_intent(intent=intent, resources=[_pending(a) for a in batch])
         failpoints.hit("after_intent")
         self._emit(ApplyEvent("intent", operation_id=op_id, size=len(batch)))
-        return (intent, client) if self._send_toloka(intent, client, items, options) else None
+        return intent, client, items, options
 
     @staticmethod
     def _toloka_items(specs: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
@@ -633,12 +652,14 @@ class Applier:
 
 
 class _Collected(NamedTuple):
-    """What a collector learnt of a sent batch: its operation and log, or why it could not."""
+    """What became of a batch handed to the sender: its operation and log, or the error that stopped the send
+    (``sent`` False) or the wait for the operation."""
 
     intent: Intent
     operation: Operation | None = None
     log: list[LogEntry] | None = None
     error: BaseException | None = None
+    sent: bool = True
 
 
 _AMBIGUOUS = object()
@@ -646,14 +667,15 @@ _LOOKUP_FAILED = object()
 
 
 def _pending(action: Action) -> PendingResource:
+    replaces = action.remote_id if action.type is ActionType.REPLACE else None
     return PendingResource(
-        address=action.address,
-        kind=action.kind,
-        provider=action.provider,
-        spec=action.spec or {},
-        spec_hash=action.spec_hash or "",
-        attempt=action.attempt,
-        replaces=action.remote_id if action.type is ActionType.REPLACE else None,
+        action.address,
+        action.kind,
+        action.provider,
+        action.spec or {},
+        action.spec_hash or "",
+        action.attempt,
+        replaces,
     )
 
 

@@ -94,12 +94,20 @@ def load(paths: Sequence[Path | str]) -> DesiredState:
 def _gc_paused() -> Iterator[None]:
     """Loading 100,000 suites allocates millions of containers and none of them is garbage, yet Python's
     cycle collector would rescan all of them again and again: a third of the load time. Paused, then
-    restored as it was."""
+    restored as it was.
+
+    Re-enabled alone, the collector would still scan all of them once more at the next allocation, and
+    again when they age: freezing then unfreezing puts every young object straight into the oldest
+    generation (which is what surviving those scans would do) at no cost. Skipped if something else froze
+    objects, so as not to thaw them."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -520,8 +528,12 @@ class _Assembler:
             if model is None or doc.kind in PROVIDER_KINDS:
                 continue
             provider = self._provider_of(doc, model)
-            for resource in self._resources(doc, model, provider or ""):
-                resources.setdefault(resource.address, resource)
+            made = self._resources(doc, model, provider or "")
+            if resources.keys().isdisjoint(made):  # true in any valid manifest; then 100,000 suites merge in one call
+                resources.update(made)
+            else:
+                for address, resource in made.items():
+                    resources.setdefault(address, resource)
         return resources, providers
 
     def _providers(self, checked: list[tuple[_Document, BaseModel | None]]) -> dict[str, ProviderConfig]:
@@ -602,40 +614,31 @@ class _Assembler:
         self.problems.append(doc.problem(("metadata",), message))
         return None
 
-    def _resources(self, doc: _Document, model: BaseModel, provider: str) -> Iterator[Resource]:
+    def _resources(self, doc: _Document, model: BaseModel, provider: str) -> dict[str, Resource]:
         source = SourceRef(doc.file.display, doc.line)
         address = doc.address
         assert address is not None
+        if isinstance(model, TaskSuiteSetDocument):
+            return self._suites(doc, model, provider)
         if isinstance(model, PerfTestTaskDocument):
-            spec = perftest_task_spec(model.metadata, model.spec)
-            yield make_resource(address=address, kind=PERFTEST_TASK, provider=provider, spec=spec, source=source)
+            kind, spec = PERFTEST_TASK, perftest_task_spec(model.metadata, model.spec)
         elif isinstance(model, TaskSuiteDocument):
-            spec = task_suite_spec(model.spec)
-            yield make_resource(address=address, kind=TASK_SUITE, provider=provider, spec=spec, source=source)
-        elif isinstance(model, TaskSuiteSetDocument):
-            yield from self._suites(doc, model, provider)
+            kind, spec = TASK_SUITE, task_suite_spec(model.spec)
+        else:
+            return {}
+        return {address: make_resource(address=address, kind=kind, provider=provider, spec=spec, source=source)}
 
-    def _suites(self, doc: _Document, model: TaskSuiteSetDocument, provider: str) -> Iterator[Resource]:
+    def _suites(self, doc: _Document, model: TaskSuiteSetDocument, provider: str) -> dict[str, Resource]:
         spec = model.spec
         try:
             data = datasource.resolve_source(spec.source, doc.file.path, self.root)
             fmt = datasource.data_format(spec, data)
         except datasource.SourceError as err:
             self.problems.append(doc.problem(("spec", "source"), str(err)))
-            return
+            return {}
         display = datasource.display_source(doc.file.display, spec.source)
         self.rank.setdefault(display, self.rank.get(doc.file.display, -1.0) + 0.5)
-        made = datasource.generate_suites(spec, data, fmt, display=display, address=doc.address or "")
+        address = address_of(TASK_SUITE_SET, model.metadata.name)
+        made = datasource.generate_suites(spec, data, fmt, display=display, address=address, provider=provider)
         self.problems.extend(made.problems)
-        name = model.metadata.name
-        for suite in made.suites:
-            # Built directly rather than with make_resource: the datasource already computed the same
-            # content hash faster (see datasource._SuiteFactory).
-            yield Resource(
-                address=address_of(TASK_SUITE_SET, name, suite.key),
-                kind=TASK_SUITE_SET,
-                provider=provider,
-                spec=suite.spec,
-                spec_hash=suite.spec_hash,
-                source=SourceRef(display, suite.line),
-            )
+        return made.suites

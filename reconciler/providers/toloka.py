@@ -74,6 +74,12 @@ class LogEntry(NamedTuple):
 
     @classmethod
     def from_json(cls, raw: Any) -> LogEntry:
+        try:  # the shape of every entry of a healthy log, checked by type at the cost of a few lookups
+            item, output, index = raw["input"], raw["output"], raw["input"][ITEM_IDX]
+            if type(item) is dict and type(output) is dict and type(index) is int:
+                return cls(raw.get("success") is True, index, item, output)
+        except (KeyError, TypeError):
+            pass
         raw = raw if isinstance(raw, dict) else {}
         given = raw.get("input")
         output = raw.get("output")

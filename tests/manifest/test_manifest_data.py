@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
@@ -304,3 +305,60 @@ def test_byte_order_marks_and_windows_line_endings_are_read(workdir):
         "TaskSuiteSet/reviews/r2",
         "TaskSuiteSet/csv/r1",
     ]
+
+
+def test_rows_orjson_reads_differently_keep_the_standard_library_values_and_hashes(workdir):
+    """orjson decodes and hashes the common rows; floats, integers beyond 64 bits, NaN and nested values must
+    still come out, and hash, exactly as the standard library reads and writes them."""
+    lines = [
+        '{"id": "plain", "text": "caf\\u00e9 \\ud83d\\ude00 \\u2028 \\u0000 \\"q\\" \\\\", "n": -9223372036854775808}',
+        '{"id": "floats", "a": 0.1, "b": 1e16, "c": -0.0, "d": 1E400, "e": 18446744073709551615}',
+        '{"id": "big", "a": 18446744073709551616, "b": -9223372036854775809}',
+        '{"id": "nan", "a": NaN, "b": -Infinity}',
+        '{"id": "nested", "a": {"z": [1, 2.5, {"y": null}], "b": true}, "": ""}',
+        '{"id": "dup", "a": 1, "a": 2}',
+        '{"id": 7, "text": "an integer key"}',
+    ]
+    workdir.write("reviews.jsonl", "\n".join(lines) + "\n")
+    workdir.write("one.yaml", suite_set(source="reviews.jsonl"))
+    workdir.write(
+        "three.yaml", suite_set(source="reviews.jsonl", tasks_per_suite=3).replace("name: reviews", "name: three")
+    )
+
+    resources = workdir.load().resources
+
+    expected = [json.loads(line) for line in lines]
+    ones = [r for a, r in resources.items() if a.startswith("TaskSuiteSet/reviews/")]
+    assert [r.address for r in ones][-1] == "TaskSuiteSet/reviews/7"
+    assert repr([r.spec["tasks"][0]["input_values"] for r in ones]) == repr(expected)
+    threes = [r for a, r in resources.items() if a.startswith("TaskSuiteSet/three/")]
+    assert repr([t["input_values"] for r in threes for t in r.spec["tasks"]]) == repr(expected)
+    assert all(r.spec_hash == content_hash(r.spec) for r in resources.values())
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(workdir):
+    """The load pauses the collector and ages what it kept; enabled or not, frozen objects or not, as before."""
+    workdir.write("reviews.jsonl", jsonl(*rows(3)))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
+    was_enabled = gc.isenabled()
+    froze = gc.get_freeze_count() == 0
+    try:
+        gc.enable()
+        workdir.load()
+        assert gc.isenabled()
+
+        gc.disable()
+        workdir.load()
+        assert not gc.isenabled()
+
+        if froze:
+            gc.freeze()
+        workdir.load()
+        assert gc.get_freeze_count() > 0
+    finally:
+        if froze:
+            gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+        else:
+            gc.disable()
