@@ -207,11 +207,11 @@ class Applier:
         ``TOLOKA_COLLECTORS`` wait for their operations and read their logs; at most ``parallelism`` batches
         are between intent and outcome.
 
-        Why every state write happens here: recording a batch's outcomes hands the interpreter lock back and
-        forth, and while other threads were busy with it each hand-back could wait out a switch interval;
-        with ten threads doing everything, writing 5,000 rows took many times as long as alone. And why
-        nothing else does: a send waits for Toloka to read a megabyte, time this thread spends writing.
-        Outcomes are recorded as soon as this thread is done with the write in hand.
+        Why every state write happens here: a write hands the interpreter lock back and forth, and while other
+        threads are busy each hand-back can wait out a switch interval; with ten threads doing everything,
+        writing a batch's 5,000 rows took many times as long as alone. And why nothing else happens here: a
+        send waits for Toloka to read a megabyte, time this thread would not spend writing. Outcomes are
+        recorded as soon as this thread is done with the write in hand.
         """
         outbox: queue.SimpleQueue[tuple[Intent, TolokaClient, list[dict[str, Any]], dict[str, bool]] | None]
         outbox = queue.SimpleQueue()
