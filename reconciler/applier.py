@@ -245,7 +245,8 @@ class Applier:
         in_flight = 0
         try:
             for n, batch in enumerate(batches):
-                while in_flight >= self.parallelism or not done.empty():
+                # One outcome settled per intent recorded, so the sender always has the next batch at hand.
+                if in_flight >= self.parallelism or not done.empty():
                     self._settle_toloka(done.get())
                     in_flight -= 1
                 if self.stop.is_set():
