@@ -292,7 +292,8 @@ class Applier:
         except KeyError:
             raise ConfigError(
                 f"no provider document named {provider!r} in the manifests, but the state has resources (or an "
-                f"interrupted apply) that belong to it; add it back, or `reconciler state forget` them"
+                f"interrupted apply) that belong to it; add it back (an interrupted apply is settled through it), "
+                "or `reconciler state forget` its resources"
             ) from None
 
     def _emit(self, event: ApplyEvent) -> None:

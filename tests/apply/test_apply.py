@@ -264,6 +264,9 @@ def test_ambiguous_recovery_stops_and_says_so_instead_of_guessing(project: Calla
     assert "will not guess" in done.stdout + done.stderr
     assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
     assert proj.recorded()["PerfTestTask/load-000"].status.value == "pending"
+    forgotten = proj.run("state", "forget", "PerfTestTask/load-000")
+    assert forgotten.returncode == 1 and len(forgotten.stderr.strip().splitlines()) == 1
+    assert "interrupted apply" in forgotten.stderr and "state import PerfTestTask/load-000" in forgotten.stderr
     kept = str(proj.sandbox.objects()["perftest_tasks"][0]["id"])
     imported = proj.run("state", "import", "PerfTestTask/load-000", kept, "manifests")
     assert imported.returncode == 0, imported.stderr
