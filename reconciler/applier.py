@@ -232,7 +232,8 @@ class Applier:
                 intent, client = item
                 try:
                     operation = client.wait_operation(intent.operation_id)
-                    done.put(_Collected(intent, operation, client.operation_log(intent.operation_id)))
+                    log = client.operation_log(intent.operation_id)
+                    done.put(_Collected(intent, read_toloka_log(intent, operation, log)))
                 except BaseException as err:
                     done.put(_Collected(intent, error=err))
 
@@ -269,8 +270,8 @@ class Applier:
     def _settle_toloka(self, collected: _Collected) -> None:
         intent, error = collected.intent, collected.error
         if error is None:
-            assert collected.operation is not None and collected.log is not None
-            self._record_toloka_log(intent, collected.operation, collected.log)
+            assert collected.read is not None
+            self._record_read_log(intent, collected.read)
         elif isinstance(error, PermanentProviderError) and not collected.sent:
             failed = [Outcome(a, Status.FAILED, error=f"rejected: {error}") for a in intent.addresses]
             self._record(intent.operation_id, failed, resolved=True)
@@ -444,36 +445,15 @@ class Applier:
         self._record_toloka_log(intent, operation, log)
 
     def _record_toloka_log(self, intent: Intent, operation: Operation, log: list[LogEntry]) -> None:
-        by_index: dict[int, LogEntry] = {}
-        for logged in log:
-            if logged.item_idx is not None:
-                by_index[logged.item_idx] = logged
-        outcomes: list[Outcome] = []
-        missing: list[str] = []
-        for index, address in enumerate(intent.addresses):
-            entry = by_index.get(index)
-            if entry is None:
-                missing.append(address)
-            elif entry.success:
-                suite_id = (entry.output or {}).get("task_suite_id")
-                if suite_id:
-                    outcomes.append(Outcome(address, Status.CREATED, remote_id=str(suite_id)))
-                else:
-                    missing.append(address)
-            else:
-                outcomes.append(Outcome(address, Status.FAILED, error=_validation_message(entry.output)))
-        if missing and operation.status == "FAIL" and not any(o.status is Status.CREATED for o in outcomes):
-            reason = "the batch failed"
-            if any(o.status is Status.FAILED for o in outcomes):
-                reason += " because other suites in it were invalid (skip_invalid_items is false)"
-            outcomes.extend(Outcome(a, Status.FAILED, error=reason) for a in missing)
-            missing = []
-        self._record(intent.operation_id, outcomes, resolved=not missing)
-        if missing:
+        self._record_read_log(intent, read_toloka_log(intent, operation, log))
+
+    def _record_read_log(self, intent: Intent, read: ReadLog) -> None:
+        self._record(intent.operation_id, read.outcomes, resolved=not read.missing)
+        if read.missing:
             self._unresolved(
-                missing,
+                read.missing,
                 intent.operation_id,
-                f"operation {intent.operation_id} ended {operation.status} without saying what became of "
+                f"operation {intent.operation_id} ended {read.status} without saying what became of "
                 "these suites; run apply again to re-read it",
             )
 
@@ -653,13 +633,51 @@ class Applier:
             self._perftest_send_and_settle(intent, client, body, sends_left=PERFTEST_RESENDS)
 
 
+class ReadLog(NamedTuple):
+    """What an operation's log says of its batch: outcomes, addresses it says nothing of, its final status."""
+
+    outcomes: list[Outcome]
+    missing: list[str]
+    status: str
+
+
+def read_toloka_log(intent: Intent, operation: Operation, log: list[LogEntry]) -> ReadLog:
+    """Map the log back to the intent's addresses through each item's ``__item_idx``.
+
+    A pure function: the collector threads run it, not the thread that writes the state."""
+    by_index: dict[int, LogEntry] = {}
+    for logged in log:
+        if logged.item_idx is not None:
+            by_index[logged.item_idx] = logged
+    outcomes: list[Outcome] = []
+    missing: list[str] = []
+    for index, address in enumerate(intent.addresses):
+        entry = by_index.get(index)
+        if entry is None:
+            missing.append(address)
+        elif entry.success:
+            suite_id = (entry.output or {}).get("task_suite_id")
+            if suite_id:
+                outcomes.append(Outcome(address, Status.CREATED, str(suite_id)))
+            else:
+                missing.append(address)
+        else:
+            outcomes.append(Outcome(address, Status.FAILED, error=_validation_message(entry.output)))
+    if missing and operation.status == "FAIL" and not any(o.status is Status.CREATED for o in outcomes):
+        reason = "the batch failed"
+        if any(o.status is Status.FAILED for o in outcomes):
+            reason += " because other suites in it were invalid (skip_invalid_items is false)"
+        outcomes.extend(Outcome(a, Status.FAILED, error=reason) for a in missing)
+        missing = []
+    return ReadLog(outcomes, missing, operation.status)
+
+
 class _Collected(NamedTuple):
-    """What became of a batch handed to the sender: its operation and log, or the error that stopped the send
-    (``sent`` False) or the wait for the operation."""
+    """What became of a batch handed to the sender: what its operation's log says, or the error that stopped
+    the send (``sent`` False) or the wait for the operation."""
 
     intent: Intent
-    operation: Operation | None = None
-    log: list[LogEntry] | None = None
+    read: ReadLog | None = None
     error: BaseException | None = None
     sent: bool = True
 
