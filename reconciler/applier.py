@@ -221,21 +221,15 @@ class Applier:
         def send() -> None:
             while (job := outbox.get()) is not None:
                 intent, client, items, options = job
-                try:
-                    client.create_task_suites_async(operation_id=intent.operation_id, items=items, options=options)
+                refused = _send_batch(intent, client, items, options)
+                if refused is None:
                     todo.put((intent, client))
-                except BaseException as err:  # recorded or re-raised by the thread that writes the state
-                    done.put(_Collected(intent, error=err, sent=False))
+                else:
+                    done.put(refused)
 
         def collect() -> None:
             while (item := todo.get()) is not None:
-                intent, client = item
-                try:
-                    operation = client.wait_operation(intent.operation_id)
-                    log = client.operation_log(intent.operation_id)
-                    done.put(_Collected(intent, read_toloka_log(intent, operation, log)))
-                except BaseException as err:
-                    done.put(_Collected(intent, error=err))
+                done.put(_collect_batch(*item))
 
         sender = threading.Thread(target=send, name="apply-send", daemon=True)
         collectors = [
@@ -411,41 +405,11 @@ class Applier:
         *,
         send: bool,
     ) -> None:
+        refused = None
         if send:
             assert items is not None
-            if not self._send_toloka(intent, client, items, options):
-                return
-        self._collect_toloka(intent, client)
-
-    def _send_toloka(
-        self, intent: Intent, client: TolokaClient, items: list[dict[str, Any]], options: dict[str, bool]
-    ) -> bool:
-        """Send the batch under its intent's operation id; False if that already settled what became of it."""
-        op_id = intent.operation_id
-        try:
-            client.create_task_suites_async(operation_id=op_id, items=items, options=options)
-        except PermanentProviderError as err:
-            failed = [Outcome(a, Status.FAILED, error=f"rejected: {err}") for a in intent.addresses]
-            self._record(op_id, failed, resolved=True)
-            return False
-        except ProviderError as err:
-            self._unresolved(intent.addresses, op_id, f"{err}; run apply again to resolve it")
-            return False
-        return True
-
-    def _collect_toloka(self, intent: Intent, client: TolokaClient) -> None:
-        """Wait for the operation and record what its log says became of each suite."""
-        op_id = intent.operation_id
-        try:
-            operation = client.wait_operation(op_id)
-            log = client.operation_log(op_id)
-        except ProviderError as err:
-            self._unresolved(intent.addresses, op_id, f"{err}; run apply again to resolve it")
-            return
-        self._record_toloka_log(intent, operation, log)
-
-    def _record_toloka_log(self, intent: Intent, operation: Operation, log: list[LogEntry]) -> None:
-        self._record_read_log(intent, read_toloka_log(intent, operation, log))
+            refused = _send_batch(intent, client, items, options)
+        self._settle_toloka(refused or _collect_batch(intent, client))
 
     def _record_read_log(self, intent: Intent, read: ReadLog) -> None:
         self._record(intent.operation_id, read.outcomes, resolved=not read.missing)
@@ -670,6 +634,26 @@ def read_toloka_log(intent: Intent, operation: Operation, log: list[LogEntry]) -
         outcomes.extend(Outcome(a, Status.FAILED, error=reason) for a in missing)
         missing = []
     return ReadLog(outcomes, missing, operation.status)
+
+
+def _send_batch(
+    intent: Intent, client: TolokaClient, items: list[dict[str, Any]], options: dict[str, bool]
+) -> _Collected | None:
+    """Send a batch under its intent's operation id; None once Toloka accepted it, else why it did not."""
+    try:
+        client.create_task_suites_async(operation_id=intent.operation_id, items=items, options=options)
+    except BaseException as err:  # recorded or re-raised by _settle_toloka, in the thread that writes the state
+        return _Collected(intent, error=err, sent=False)
+    return None
+
+
+def _collect_batch(intent: Intent, client: TolokaClient) -> _Collected:
+    """Wait for a sent batch's operation and read what its log says became of each suite."""
+    try:
+        operation = client.wait_operation(intent.operation_id)
+        return _Collected(intent, read_toloka_log(intent, operation, client.operation_log(intent.operation_id)))
+    except BaseException as err:
+        return _Collected(intent, error=err)
 
 
 class _Collected(NamedTuple):
