@@ -15,7 +15,6 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-
 from starlette.requests import Request
 from starlette.responses import Response
 
