@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class Status(StrEnum):

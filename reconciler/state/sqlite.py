@@ -5,19 +5,22 @@ power cut, so the file runs in WAL mode with ``synchronous=FULL`` (every commit 
 too, which matters on macOS), and every write method is a single ``BEGIN IMMEDIATE`` transaction, which also
 serialises writers across threads and processes.
 
-Tables (``format_version`` 2):
+Tables (``format_version`` 3):
 
 - ``meta``: key/value; ``lineage``, ``serial``, ``format_version``, ``created_at``.
 - ``resources``: one row per address with an outcome (or imported). The narrow columns the planner reads come
   first and the JSON columns (``spec``, ``remote``) last, so a scan for summaries never touches their overflow
-  pages.
+  pages. A row an intent's outcome wrote names its ``member``, its index in that intent's members, and leaves
+  ``kind``, ``provider``, ``spec_hash``, ``attempt`` and ``spec`` NULL: reads take them from the members,
+  since the intent already holds every one of them and writing them again per suite was most of the cost of
+  recording a batch's outcomes. Imported rows, and format 1 and 2 rows, carry their own (``member`` NULL).
 - ``intents``: ordered by ``seq``; ``addresses`` and ``detail`` are JSON; ``resolved`` is 0 or 1.
-- ``intent_members``: per intent, written once, JSON of each address's kind, provider, spec hash, attempt,
-  replaced id and spec (a table of its own: closing an intent then rewrites a small row, not a megabyte of
-  members). An address is ``pending`` while an open intent newer than its row (if any) covers it: reads lay
-  the open intents over the rows, so recording an intent writes one row however large the batch, and each
-  resource row is written once, with its outcome. (Format 1 wrote a ``pending`` row per resource first; those
-  rows are still read.)
+- ``intent_members``: per intent, written once: ``heads``, JSON of each address's kind, provider, spec hash,
+  attempt and replaced id, and ``specs`` (apart, so that summaries decode only the heads; a table of its own:
+  closing an intent then rewrites a small row, not a megabyte of members). An address is ``pending`` while an
+  open intent newer than its row (if any) covers it: reads lay the open intents over the rows, so recording an
+  intent writes one row however large the batch, and each resource row is written once, with its outcome.
+  (Format 1 wrote a ``pending`` row per resource first; those rows are still read.)
 - ``journal``: append-only (triggers refuse updates and deletes). A row holds ``entries`` consecutive entries
   numbered from its ``seq``: one for a lone event, a whole batch's for an intent or its outcomes (``event`` is
   then ``batch`` and ``detail`` holds the entries' events, addresses and details side by side). Writing a
@@ -67,26 +70,35 @@ FETCH_CHUNK = 5000
 _STATUS = {s.value: s for s in Status}
 _SUMMARY_SLOTS = [getattr(ResourceSummary, f.name).__set__ for f in dataclasses.fields(ResourceSummary)]
 
-_INTENT_MEMBERS = "CREATE TABLE intent_members (operation_id TEXT PRIMARY KEY, members TEXT NOT NULL)"
+_INTENT_MEMBERS = (
+    "CREATE TABLE intent_members (operation_id TEXT PRIMARY KEY, heads TEXT NOT NULL, specs TEXT NOT NULL)"
+)
 
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL);
-CREATE TABLE resources (
+#: ``{name}``: the upgrade from format 2 builds the table under another name, then swaps it in.
+_RESOURCES = """
+CREATE TABLE {name} (
     address TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    spec_hash TEXT NOT NULL,
+    kind TEXT,
+    provider TEXT,
+    spec_hash TEXT,
     status TEXT NOT NULL CHECK (status IN ('pending', 'created', 'failed')),
     remote_id TEXT,
     operation_id TEXT,
-    attempt INTEGER NOT NULL,
+    attempt INTEGER,
     error TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     refreshed_at TEXT,
-    spec TEXT NOT NULL,
-    remote TEXT
-);
+    member INTEGER,
+    spec TEXT,
+    remote TEXT,
+    CHECK (member IS NOT NULL OR (kind IS NOT NULL AND provider IS NOT NULL AND spec_hash IS NOT NULL
+                                  AND attempt IS NOT NULL AND spec IS NOT NULL))
+)"""
+
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL);
+{_RESOURCES.format(name="resources")};
 CREATE TABLE intents (
     seq INTEGER PRIMARY KEY,
     operation_id TEXT NOT NULL UNIQUE,
@@ -126,10 +138,11 @@ CREATE TABLE lock (
 );
 """
 
-_SUMMARY_COLUMNS = ", ".join(f.name for f in dataclasses.fields(ResourceSummary))
+#: A summary's columns, then ``member``.
+_SUMMARY_COLUMNS = ", ".join(f.name for f in dataclasses.fields(ResourceSummary)) + ", member"
 _RECORD_COLUMNS = (
     "address, kind, provider, spec, spec_hash, status, remote_id, operation_id, attempt, error, "
-    "created_at, updated_at, remote, refreshed_at"
+    "created_at, updated_at, remote, refreshed_at, member"
 )
 _INTENT_COLUMNS = "operation_id, provider, action, addresses, fingerprint, detail, created_at, resolved"
 _LOCK_COLUMNS = "lock_id, holder, operation, started_at, expires_at"
@@ -146,43 +159,34 @@ _INSERT_INTENT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
-#: What the outcome of a format 2 intent does to a row that exists: a row last written by a newer intent is
-#: left alone (``{seq}`` is this intent's seq), and ``created_at`` survives a retry after a failure.
+#: What the outcome of an intent with members does to a row that exists: a row last written by a newer intent
+#: is left alone (``{seq}`` is this intent's seq), and ``created_at`` survives a retry after a failure.
 _ON_CONFLICT = """
 ON CONFLICT (address) DO UPDATE SET
-    kind = excluded.kind, provider = excluded.provider, spec_hash = excluded.spec_hash, status = excluded.status,
-    remote_id = excluded.remote_id, operation_id = excluded.operation_id, attempt = excluded.attempt,
-    error = excluded.error, updated_at = excluded.updated_at, refreshed_at = excluded.refreshed_at,
-    spec = excluded.spec, remote = excluded.remote
+    kind = NULL, provider = NULL, spec_hash = NULL, status = excluded.status, remote_id = excluded.remote_id,
+    operation_id = excluded.operation_id, attempt = NULL, error = excluded.error, updated_at = excluded.updated_at,
+    refreshed_at = excluded.refreshed_at, member = excluded.member, spec = NULL, remote = excluded.remote
 WHERE resources.operation_id IS NULL OR resources.operation_id = excluded.operation_id
     OR coalesce((SELECT seq FROM intents WHERE operation_id = resources.operation_id), 0) < {seq}
 """
 
-#: The outcome of a format 2 intent for one address.
-_UPSERT_OUTCOME = (
-    """
-INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error,
-                       created_at, updated_at, refreshed_at, spec, remote)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?12 IS NULL THEN NULL ELSE ?10 END, ?11, ?12)
-"""
-    + _ON_CONFLICT.format(seq="?13")
-)
+#: The outcome of an intent with members for one address: (address, status, remote id, operation id, error,
+#: time, member, remote view, intent seq).
+_UPSERT_OUTCOME = """
+INSERT INTO resources (address, status, remote_id, operation_id, error, created_at, updated_at, refreshed_at,
+                       member, remote)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE WHEN ?8 IS NULL THEN NULL ELSE ?6 END, ?7, ?8)
+""" + _ON_CONFLICT.format(seq="?9")
 
 #: The same for a whole batch of plain creations (no error, no remote view) in one statement: rows are a JSON
-#: array of [address, kind, spec hash, attempt, remote id, spec]; SQLite renders each spec back as the very
-#: text it was given (it keeps the text of every string and number). One statement lets go of the
-#: interpreter's lock once, where ``executemany`` takes it back for every row; at 100,000 suites apply was
-#: about 5% faster this way. (``WHERE true`` keeps ``ON CONFLICT`` from reading as a join's.)
-_INSERT_CREATED = (
-    """
-INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error,
-                       created_at, updated_at, refreshed_at, spec, remote)
-SELECT value ->> 0, value ->> 1, :provider, value ->> 2, 'created', value ->> 4, :op, value ->> 3, NULL, :at, :at,
-       NULL, value ->> 5, NULL
+#: array of [address, remote id, member]. One statement lets go of the interpreter's lock once, where
+#: ``executemany`` takes it back for every row. (``WHERE true`` keeps ``ON CONFLICT`` from reading as a
+#: join's.)
+_INSERT_CREATED = """
+INSERT INTO resources (address, status, remote_id, operation_id, created_at, updated_at, member)
+SELECT value ->> 0, 'created', value ->> 1, :op, :at, :at, value ->> 2
 FROM json_each(:rows) WHERE true
-"""
-    + _ON_CONFLICT.format(seq=":seq")
-)
+""" + _ON_CONFLICT.format(seq=":seq")
 
 _RESOLVE = "UPDATE intents SET resolved = 1, resolved_at = ? WHERE operation_id = ? AND resolved = 0"
 
@@ -192,7 +196,6 @@ _JOURNAL = (
 )
 _JOURNAL_COLUMNS = "seq, at, event, address, operation_id, detail, entries"
 BATCH_EVENT = "batch"
-
 
 
 def utc_iso(seconds: float) -> str:
@@ -257,13 +260,15 @@ class SqliteStateStore:
         try:
             conn.execute("PRAGMA query_only = ON")
             conn.execute("BEGIN")
-            overlay = _Overlay(conn, None)
+            overlay = _Overlay(conn, None, specs=False)
+            members = _Resolver(conn, specs=False)
             cursor = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM resources")
             while rows := cursor.fetchmany(FETCH_CHUNK):
+                resolved = members.summaries(rows)
                 if overlay.pending:
-                    yield from _summaries([overlay.summary(row) for row in rows])
+                    yield from _summaries([overlay.summary(row) for row in resolved])
                 else:
-                    yield from _summaries(rows)
+                    yield from _summaries(resolved)
             yield from _summaries([overlay.summary_of(address) for address in overlay.unseen()])
         except sqlite3.Error as e:
             raise self._error(e) from e
@@ -278,10 +283,12 @@ class SqliteStateStore:
         found: dict[str, ResourceRecord] = {}
         with self._read() as db:
             overlay = _Overlay(db, wanted)
+            members = _Resolver(db, specs=True)
             for start in range(0, len(wanted), IN_CHUNK):
                 chunk = wanted[start : start + IN_CHUNK]
                 sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE address IN ({','.join('?' * len(chunk))})"
-                found.update((row[0], overlay.record(row)) for row in db.execute(sql, chunk).fetchall())
+                rows = db.execute(sql, chunk).fetchall()
+                found.update((row[0], overlay.record(row, members.record)) for row in rows)
             found.update((address, overlay.record_of(address, None)) for address in overlay.unseen())
         return found
 
@@ -329,7 +336,7 @@ class SqliteStateStore:
         addresses, detail = _dumps(intent.addresses), _dumps(intent.detail)
         heads = [[r.address, r.kind, r.provider, r.spec_hash, r.attempt, r.replaces] for r in resources]
         specs = [r.spec for r in resources]
-        members = _dumps({"heads": heads, "specs": specs})
+        heads_text, specs_text = _dumps(heads), _dumps(specs)
         head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail)
         entries = _Entries(
             ["intent"] * len(resources),
@@ -343,7 +350,9 @@ class SqliteStateStore:
             if db.execute("SELECT 1 FROM intents WHERE operation_id = ?", (op,)).fetchone():
                 raise StateError(f"an intent with operation id {op} is already recorded")
             db.execute(_INSERT_INTENT, head)
-            db.execute("INSERT INTO intent_members (operation_id, members) VALUES (?, ?)", (op, members))
+            db.execute(
+                "INSERT INTO intent_members (operation_id, heads, specs) VALUES (?, ?, ?)", (op, heads_text, specs_text)
+            )
             _journal(db, at, op, entries)
         self._members[op] = _Members(heads, specs)
 
@@ -358,11 +367,11 @@ class SqliteStateStore:
         if resolved:
             entries.add("resolved", None, {})
         with self._write(bump=True) as db:
-            row = db.execute("SELECT seq, provider, addresses FROM intents WHERE operation_id = ?", (op,)).fetchone()
+            row = db.execute("SELECT seq, addresses FROM intents WHERE operation_id = ?", (op,)).fetchone()
             if row is None:
                 raise StateError(f"no intent with operation id {op} is recorded")
-            seq, provider, addresses = row
-            known = self._members.get(op) or _Members.read(db, op)
+            seq, addresses = row
+            known = self._members.get(op) or _Members.read(db, op, specs=False)
             covered = set(orjson.loads(addresses))
             strays = [o.address for o in outcomes if o.address not in covered]
             if strays:
@@ -378,7 +387,7 @@ class SqliteStateStore:
                 plain = [o for o in outcomes if o.status is Status.CREATED and o.error is None and o.remote is None]
                 if plain:
                     rows = _dumps([known.created_row(o) for o in plain])
-                    db.execute(_INSERT_CREATED, {"rows": rows, "provider": provider, "op": op, "at": at, "seq": seq})
+                    db.execute(_INSERT_CREATED, {"rows": rows, "op": op, "at": at, "seq": seq})
                 if len(plain) < len(outcomes):
                     others = [
                         o for o in outcomes if not (o.status is Status.CREATED and o.error is None and o.remote is None)
@@ -394,14 +403,11 @@ class SqliteStateStore:
         at = self._now()
         with self._write(bump=True) as db:
             _refuse_pending(db, address, "forget it")
-            row = db.execute(
-                "SELECT kind, provider, remote_id, status, spec_hash FROM resources WHERE address = ?",
-                (address,),
-            ).fetchone()
+            row = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM resources WHERE address = ?", (address,)).fetchone()
             if row is None:
                 raise UnknownAddressError(f"{address} is not in the state")
             db.execute("DELETE FROM resources WHERE address = ?", (address,))
-            kind, provider, remote_id, status, spec_hash = row
+            [(_, kind, provider, spec_hash, status, remote_id, _, _)] = _Resolver(db, specs=False).summaries([row])
             detail = {
                 "kind": kind,
                 "provider": provider,
@@ -582,45 +588,85 @@ def _expand(row: tuple[Any, ...]) -> list[JournalEntry]:
 
 class _Members:
     """What an intent says each of its addresses will be: heads (address, kind, provider, spec hash, attempt,
-    replaced id) and specs, in request order."""
+    replaced id) and, unless left unread, specs, in request order."""
 
-    def __init__(self, heads: list[list[Any]], specs: list[dict[str, Any]]) -> None:
+    def __init__(self, heads: list[list[Any]], specs: list[dict[str, Any]] | None) -> None:
         self.heads = heads
         self.specs = specs
-        self._index = {head[0]: i for i, head in enumerate(heads)}
+        self._index: dict[str, int] | None = None
 
     @classmethod
-    def read(cls, db: sqlite3.Connection, operation_id: str) -> _Members | None:
+    def read(cls, db: sqlite3.Connection, operation_id: str, *, specs: bool) -> _Members | None:
         """An intent's members as recorded; None for a format 1 intent (its pending rows say it all)."""
-        row = db.execute("SELECT members FROM intent_members WHERE operation_id = ?", (operation_id,)).fetchone()
+        columns = "heads, specs" if specs else "heads, NULL"
+        sql = f"SELECT {columns} FROM intent_members WHERE operation_id = ?"
+        row = db.execute(sql, (operation_id,)).fetchone()
         if row is None:
             return None
-        body = orjson.loads(row[0])
-        return cls(body["heads"], body["specs"])
+        return cls(orjson.loads(row[0]), None if row[1] is None else orjson.loads(row[1]))
+
+    def index(self, address: str) -> int:
+        if self._index is None:
+            self._index = {head[0]: i for i, head in enumerate(self.heads)}
+        return self._index[address]
 
     def created_row(self, outcome: Outcome) -> list[Any]:
-        i = self._index[outcome.address]
-        address, kind, _, spec_hash, attempt, _ = self.heads[i]
-        return [address, kind, spec_hash, attempt, outcome.remote_id, self.specs[i]]
+        return [outcome.address, outcome.remote_id, self.index(outcome.address)]
 
     def outcome_row(self, outcome: Outcome, op: str, at: str, seq: int) -> tuple[Any, ...]:
-        i = self._index[outcome.address]
-        address, kind, provider, spec_hash, attempt, _ = self.heads[i]
-        status, remote_id, error, remote = outcome.status, outcome.remote_id, outcome.error, outcome.remote
-        return (
-            address,
-            kind,
-            provider,
-            spec_hash,
-            status,
-            remote_id,
-            op,
-            attempt,
-            error,
-            at,
-            _dumps(self.specs[i]),
-            _dumps_or_none(remote),
-            seq,
+        address, status, remote_id, error, remote = outcome
+        return (address, status, remote_id, op, error, at, self.index(address), _dumps_or_none(remote), seq)
+
+
+class _Resolver:
+    """Fills in what a member row leaves to its intent's members, decoding each intent once per read."""
+
+    def __init__(self, db: sqlite3.Connection, *, specs: bool) -> None:
+        self.db = db
+        self.specs = specs
+        self._read: dict[str, _Members] = {}
+
+    def members(self, operation_id: str) -> _Members:
+        found = self._read.get(operation_id)
+        if found is None:
+            found = _Members.read(self.db, operation_id, specs=self.specs)
+            if found is None:
+                raise StateError(f"the state is damaged: intent {operation_id} has rows but no members")
+            self._read[operation_id] = found
+        return found
+
+    def summaries(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows of ``_SUMMARY_COLUMNS`` as summary tuples (``member`` dropped)."""
+        return [row[:8] if row[8] is None else self._summary(row) for row in rows]
+
+    def _summary(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        address, _, _, _, status, remote_id, op, _, member = row
+        _, kind, provider, spec_hash, attempt, _ = self.members(op).heads[member]
+        return (address, kind, provider, spec_hash, status, remote_id, op, attempt)
+
+    def record(self, row: tuple[Any, ...]) -> ResourceRecord:
+        """A row of ``_RECORD_COLUMNS`` as a record."""
+        if row[14] is None:
+            return _record(row)
+        address, _, _, _, _, status, remote_id, op, _, error, created_at, updated_at, remote, refreshed_at, i = row
+        members = self.members(op)
+        assert members.specs is not None
+        _, kind, provider, spec_hash, attempt, _ = members.heads[i]
+        return ResourceRecord(
+            address=address,
+            kind=kind,
+            provider=provider,
+            spec=members.specs[i],
+            spec_hash=spec_hash,
+            status=_STATUS[status],
+            remote_id=remote_id,
+            operation_id=op,
+            attempt=attempt,
+            error=error,
+            created_at=created_at,
+            updated_at=updated_at,
+            remote=_loads_or_none(remote),
+            refreshed_at=refreshed_at,
         )
 
 
@@ -628,25 +674,28 @@ class _Overlay:
     """The addresses open intents are creating, laid over the rows they are newer than.
 
     ``wanted`` limits it to some addresses (None: all); an open intent none of them is in is not decoded
-    beyond its address list. Each candidate is (intent seq, operation id, intent time, member).
+    beyond its address list. Each candidate is (intent seq, operation id, intent time, member); without
+    ``specs`` a member's spec is None.
     """
 
-    def __init__(self, db: sqlite3.Connection, wanted: Sequence[str] | None) -> None:
+    def __init__(self, db: sqlite3.Connection, wanted: Sequence[str] | None, *, specs: bool = True) -> None:
         self.db = db
         self.pending: dict[str, tuple[int, str, str, list[Any]]] = {}
         self._seen: set[str] = set()
         self._seq_of: dict[str, int | None] = {}
         want = None if wanted is None else set(wanted)
         sql = (
-            "SELECT seq, operation_id, created_at, addresses, members FROM intents JOIN intent_members "
-            "USING (operation_id) WHERE resolved = 0 ORDER BY seq"
+            f"SELECT seq, operation_id, created_at, addresses, heads, {'specs' if specs else 'NULL'} FROM intents "
+            "JOIN intent_members USING (operation_id) WHERE resolved = 0 ORDER BY seq"
         )
-        for seq, op, at, addresses, members in db.execute(sql).fetchall():
+        for seq, op, at, addresses, heads, specs_text in db.execute(sql).fetchall():
             if want is not None and want.isdisjoint(orjson.loads(addresses)):
                 continue
             self._seq_of[op] = seq
-            body = orjson.loads(members)
-            for head, spec in zip(body["heads"], body["specs"], strict=True):
+            decoded = orjson.loads(heads)
+            for head, spec in zip(
+                decoded, [None] * len(decoded) if specs_text is None else orjson.loads(specs_text), strict=True
+            ):
                 if want is None or head[0] in want:
                     self.pending[head[0]] = (seq, op, at, [*head, spec])
 
@@ -675,11 +724,11 @@ class _Overlay:
         _, op, _, (_, kind, provider, spec_hash, attempt, _, _) = self.pending[address]
         return (address, kind, provider, spec_hash, Status.PENDING.value, None, op, attempt)
 
-    def record(self, row: tuple[Any, ...]) -> ResourceRecord:
+    def record(self, row: tuple[Any, ...], otherwise: Callable[[tuple[Any, ...]], ResourceRecord]) -> ResourceRecord:
         address = row[0]
         if address in self.pending and self.overrides(address, row[7]):
             return self.record_of(address, row[10])
-        return _record(row)
+        return otherwise(row)
 
     def record_of(self, address: str, created_at: str | None) -> ResourceRecord:
         _, op, at, (_, kind, provider, spec_hash, attempt, _, spec) = self.pending[address]
@@ -761,8 +810,9 @@ def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
 
 
 def _record(row: tuple[Any, ...]) -> ResourceRecord:
+    """A row of ``_RECORD_COLUMNS`` that carries its own columns."""
     address, kind, provider, spec, spec_hash, status, remote_id, operation_id, attempt, *rest = row
-    error, created_at, updated_at, remote, refreshed_at = rest
+    error, created_at, updated_at, remote, refreshed_at, _ = rest
     return ResourceRecord(
         address=address,
         kind=kind,
@@ -902,15 +952,38 @@ def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> int | None:
 
 
 def _upgrade(conn: sqlite3.Connection) -> None:
-    """Format 1 to 2: journal rows gain ``entries`` (every format 1 row is one entry), and ``intent_members``
-    appears (format 1 intents have no members: their pending rows are in ``resources``). Idempotent under a race
-    like ``_initialise``: the version is read again under the write lock."""
+    """One format at a time, in one transaction. Idempotent under a race like ``_initialise``: the version is
+    read again under the write lock.
+
+    - 1 to 2: journal rows gain ``entries`` (every format 1 row is one entry), and ``intent_members`` appears
+      (format 1 intents have no members: their pending rows are in ``resources``).
+    - 2 to 3: ``resources`` is rebuilt with ``member`` and the columns a member row leaves NULL (SQLite cannot
+      drop a NOT NULL in place); every row keeps its own columns. ``intent_members`` splits its JSON into
+      ``heads`` and ``specs``.
+    """
     with _immediate(conn):
         (version,) = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
         if version == 1:
             conn.execute("ALTER TABLE journal ADD COLUMN entries INTEGER NOT NULL DEFAULT 1")
+            conn.execute("CREATE TABLE intent_members (operation_id TEXT PRIMARY KEY, members TEXT NOT NULL)")
+            version = 2
+        if version == 2:
+            columns = (
+                "address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, error, created_at, "
+                "updated_at, refreshed_at, spec, remote"
+            )
+            conn.execute(_RESOURCES.format(name="resources_v3"))
+            conn.execute(f"INSERT INTO resources_v3 ({columns}) SELECT {columns} FROM resources")
+            conn.execute("DROP TABLE resources")
+            conn.execute("ALTER TABLE resources_v3 RENAME TO resources")
+            conn.execute("ALTER TABLE intent_members RENAME TO intent_members_v2")
             conn.execute(_INTENT_MEMBERS)
-            conn.execute("UPDATE meta SET value = 2 WHERE key = 'format_version'")
+            conn.execute(
+                "INSERT INTO intent_members (operation_id, heads, specs) SELECT operation_id, "
+                "json_extract(members, '$.heads'), json_extract(members, '$.specs') FROM intent_members_v2"
+            )
+            conn.execute("DROP TABLE intent_members_v2")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION,))
 
 
 def _initialise(conn: sqlite3.Connection) -> None:

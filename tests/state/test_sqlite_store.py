@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from state_builders import create, record
 
 from reconciler.errors import StateError
-from reconciler.state import Outcome, SqliteStateStore, Status
+from reconciler.state import FORMAT_VERSION, Outcome, SqliteStateStore, Status
 
 
 @pytest.fixture
@@ -130,16 +133,67 @@ def test_closed_store_refuses_further_use(tmp_path: Path) -> None:
         store.meta()
 
 
-def test_state_of_format_one_is_upgraded_and_keeps_its_journal(tmp_path: Path) -> None:
+FORMAT_2 = Path(__file__).with_name("data") / "format-2.db"
+
+
+def _format_2_copy(tmp_path: Path) -> Path:
+    """A state written by format 2's store (commit 5d1ac74, ``data/make_format_2.py``): batches created,
+    failed, replaced, refreshed, imported, forgotten, and an apply interrupted with one of two outcomes known."""
     path = tmp_path / "s.db"
+    shutil.copyfile(FORMAT_2, path)
+    return path
+
+
+def _as_read(store: SqliteStateStore) -> dict[str, Any]:
+    """What a store reads as, in the shape of ``data/format-2.json``."""
+    addresses = [s.address for s in store.summaries()]
+    return json.loads(
+        json.dumps(
+            {
+                "meta": dataclasses.asdict(store.meta()),
+                "summaries": [dataclasses.asdict(s) for s in store.summaries()],
+                "records": {a: dataclasses.asdict(r) for a, r in sorted(store.get_many(addresses=addresses).items())},
+                "open_intents": [dataclasses.asdict(i) for i in store.open_intents()],
+                "history": [dataclasses.asdict(e) for e in store.history(limit=1000)],
+            },
+            default=str,
+        )
+    )
+
+
+def test_state_of_format_two_is_upgraded_and_reads_as_before(tmp_path: Path) -> None:
+    path = _format_2_copy(tmp_path)
+    before = json.loads(FORMAT_2.with_suffix(".json").read_text())
     with SqliteStateStore(path) as store:
-        create(store, "TaskSuite/a")
-        interrupted = record(store, "TaskSuite/p")
-        before = store.history()
-    with sqlite3.connect(path) as db:  # what format 1 wrote: one row per entry, pending rows, no new columns
+        assert _as_read(store) == {**before, "meta": {**before["meta"], "format_version": FORMAT_VERSION}}
+        [interrupted] = store.open_intents()
+        store.record_outcomes(
+            operation_id=interrupted.operation_id,
+            outcomes=[Outcome("TaskSuite/c", Status.CREATED, remote_id="r-c2")],
+            resolved=True,
+        )
+        create(store, "TaskSuite/b", "TaskSuite/g")
+        after = store.get_many(addresses=["TaskSuite/a", "TaskSuite/b", "TaskSuite/c", "TaskSuite/g"])
+        history = store.history(limit=1000)
+    assert {a: (r.status, r.remote_id) for a, r in after.items()} == {
+        "TaskSuite/a": (Status.CREATED, "remote-TaskSuite/a"),
+        "TaskSuite/b": (Status.CREATED, "remote-TaskSuite/b"),
+        "TaskSuite/c": (Status.CREATED, "r-c2"),
+        "TaskSuite/g": (Status.CREATED, "remote-TaskSuite/g"),
+    }
+    assert after["TaskSuite/a"].remote == {"id": "remote-TaskSuite/a", "seen": True}
+    assert after["TaskSuite/c"].spec == before["records"]["TaskSuite/c"]["spec"]
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+
+
+def test_state_of_format_one_is_upgraded_and_keeps_its_journal(tmp_path: Path) -> None:
+    path = _format_2_copy(tmp_path)
+    with SqliteStateStore(path) as store:
+        before = store.history(limit=1000)
+        [interrupted] = store.open_intents()
+    with sqlite3.connect(path) as db:  # what format 1 wrote: one row per entry, pending rows, no members
         db.execute(
-            "INSERT INTO resources (address, kind, provider, spec_hash, status, operation_id, attempt, created_at, "
-            "updated_at, spec) VALUES ('TaskSuite/p', 'TaskSuite', 'toloka', 'h', 'pending', ?, 0, 't', 't', '{}')",
+            "UPDATE resources SET status = 'pending', operation_id = ?, attempt = 1 WHERE address = 'TaskSuite/c'",
             (interrupted.operation_id,),
         )
         db.execute("DROP TABLE intent_members")
@@ -153,17 +207,17 @@ def test_state_of_format_one_is_upgraded_and_keeps_its_journal(tmp_path: Path) -
         db.execute("ALTER TABLE journal DROP COLUMN entries")
         db.execute("UPDATE meta SET value = 1 WHERE key = 'format_version'")
     with SqliteStateStore(path) as store:
-        assert store.meta().format_version == 2
-        assert store.history() == before
-        assert store.get(address="TaskSuite/p").status is Status.PENDING  # type: ignore[union-attr]
+        assert store.meta().format_version == FORMAT_VERSION
+        assert store.history(limit=1000) == before
+        assert store.get(address="TaskSuite/c").status is Status.PENDING  # type: ignore[union-attr]
         store.record_outcomes(
             operation_id=interrupted.operation_id,
-            outcomes=[Outcome("TaskSuite/p", Status.CREATED, remote_id="r-p")],
+            outcomes=[Outcome("TaskSuite/c", Status.CREATED, remote_id="r-c2")],
             resolved=True,
         )
-        settled = store.get(address="TaskSuite/p")
-        assert settled is not None and (settled.status, settled.remote_id) == (Status.CREATED, "r-p")
-        create(store, "TaskSuite/b")
-        after = store.history()
+        settled = store.get(address="TaskSuite/c")
+        assert settled is not None and (settled.status, settled.remote_id) == (Status.CREATED, "r-c2")
+        create(store, "TaskSuite/h")
+        after = store.history(limit=1000)
     assert after[: len(before)] == before
     assert [e.seq for e in after] == list(range(1, len(after) + 1))
