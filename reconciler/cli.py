@@ -41,7 +41,6 @@ from reconciler.plan import ActionType, Plan, read_plan, write_plan
 from reconciler.planner import make_plan
 from reconciler.render import ApplyReporter, Printer, plan_events, render_plan, write_event
 from reconciler.resources import KINDS, ProviderConfig, SourceRef, json_schema
-from reconciler.schema_files import plan_schema
 from reconciler.state import open_store
 from reconciler.state.base import Outcome, StateStore, Status
 from reconciler.state.lock import default_holder, held_lock
@@ -331,6 +330,8 @@ def schema(kind: str | None) -> None:
             click.echo(name)
         return
     if kind == "plan":
+        from reconciler.schema_files import plan_schema  # imported here: only this command uses it
+
         click.echo(json.dumps(plan_schema(), indent=2, sort_keys=True))
         return
     if kind not in KINDS:

@@ -17,7 +17,6 @@ file and line, so a user fixes a pull request in one pass instead of one error p
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import gc
 import hashlib
@@ -27,11 +26,9 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError as SchemaError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -61,6 +58,10 @@ from reconciler.resources import (
     perftest_task_spec,
     task_suite_spec,
 )
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError as SchemaError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules"})
@@ -406,6 +407,10 @@ def _yaml_problem(file: _File, err: yaml.YAMLError) -> Problem:
 
 @functools.cache
 def _validator(kind: str) -> Draft202012Validator:
+    # imported here: jsonschema is 45 ms of start-up, and applying a saved plan or reading the state needs no
+    # manifest
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(json_schema(kind))
 
 
@@ -460,6 +465,8 @@ def _kind_message(kind: Any) -> str:
     valid = ", ".join(KINDS)
     if kind is None:
         return f"'kind' is a required property; valid kinds: {valid}"
+    import difflib  # imported here: only a manifest with errors needs it
+
     close = difflib.get_close_matches(str(kind), KINDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown kind {kind!r}{hint}; valid kinds: {valid}"
@@ -469,6 +476,8 @@ def _schema_problems(doc: _Document, error: SchemaError) -> Iterator[Problem]:
     path = list(error.absolute_path)
     instance = error.instance
     if error.validator == "additionalProperties" and isinstance(instance, dict):
+        import difflib  # imported here: only a manifest with errors needs it
+
         allowed = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
         for extra in instance:
             if extra not in allowed:
