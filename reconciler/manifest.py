@@ -146,9 +146,8 @@ def _digest(resources: dict[str, Resource], providers: dict[str, ProviderConfig]
     for name in sorted(providers):
         provider = providers[name]
         digest.update(f"provider\t{name}\t{provider.type}\t{canonical_json(provider.spec)}\n".encode())
-    for address in sorted(resources):
-        resource = resources[address]
-        digest.update(f"{address}\t{resource.provider}\t{resource.spec_hash}\n".encode())
+    lines = [f"{a}\t{r.provider}\t{r.spec_hash}\n" for a, r in sorted(resources.items())]
+    digest.update("".join(lines).encode())
     return digest.hexdigest()
 
 

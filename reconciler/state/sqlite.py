@@ -22,9 +22,12 @@ Tables (``format_version`` 3):
   intent writes one row however large the batch, and each resource row is written once, with its outcome.
   (Format 1 wrote a ``pending`` row per resource first; those rows are still read.)
 - ``journal``: append-only (triggers refuse updates and deletes). A row holds ``entries`` consecutive entries
-  numbered from its ``seq``: one for a lone event, a whole batch's for an intent or its outcomes (``event`` is
-  then ``batch`` and ``detail`` holds the entries' events, addresses and details side by side). Writing a
-  5,000-suite batch as 10,000 rows cost more than the batch's resource rows; ``history`` expands them again.
+  numbered from its ``seq``: one for a lone event, a whole batch's for an intent or its outcomes. ``event`` then
+  says how ``detail`` holds them: ``batch``, the entries' events, addresses and details side by side;
+  ``created``, only addresses and remote ids (every outcome a plain creation), and whether a ``resolved``
+  entry follows; ``members``, nothing: the entries are the intent's ``intent`` (and ``replaced``) entries,
+  read from its members, which already say all they would. Writing a 5,000-suite batch as 10,000 rows cost
+  more than the batch's resource rows; ``history`` expands them again.
 - ``lock``: at most one row; ``expires`` is the epoch second it lapses at, ``expires_at`` the same for humans.
 
 The file's SQLite ``application_id`` marks it as a reconciler state, so another SQLite database given by
@@ -196,6 +199,8 @@ _JOURNAL = (
 )
 _JOURNAL_COLUMNS = "seq, at, event, address, operation_id, detail, entries"
 BATCH_EVENT = "batch"
+CREATED_EVENT = "created"
+MEMBERS_EVENT = "members"
 
 
 def utc_iso(seconds: float) -> str:
@@ -304,17 +309,21 @@ class SqliteStateStore:
         if address is None:
             sql = f"SELECT {_JOURNAL_COLUMNS} FROM journal ORDER BY seq DESC"
         else:
-            where = "address = ? OR (entries > 1 AND instr(detail, ?) > 0)"
+            where = (
+                "address = ?1 OR (entries > 1 AND instr(detail, ?2) > 0) OR (event = 'members' AND operation_id "
+                "IN (SELECT operation_id FROM intents WHERE instr(addresses, ?2) > 0))"
+            )
             sql, args = (
                 f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE {where} ORDER BY seq DESC",
                 (address, _dumps(address)),
             )
         newest_first: list[JournalEntry] = []
         with self._read() as db:
+            members = _Resolver(db, specs=False)
             cursor = db.execute(sql, args)
             while len(newest_first) < limit and (rows := cursor.fetchmany(64)):
                 for row in rows:
-                    entries = _expand(row)
+                    entries = _expand(row, members)
                     if address is not None:
                         entries = [e for e in entries if e.address == address]
                     newest_first.extend(reversed(entries))
@@ -338,14 +347,7 @@ class SqliteStateStore:
         specs = [r.spec for r in resources]
         heads_text, specs_text = _dumps(heads), _dumps(specs)
         head = (op, intent.provider, intent.action, intent.fingerprint, at, addresses, detail)
-        entries = _Entries(
-            ["intent"] * len(resources),
-            [r.address for r in resources],
-            [{"spec_hash": r.spec_hash, "attempt": r.attempt} for r in resources],
-        )
-        for r in resources:
-            if r.replaces:
-                entries.add("replaced", r.address, {"remote_id": r.replaces})
+        replaced = sum(1 for r in resources if r.replaces)
         with self._write(bump=True) as db:
             if db.execute("SELECT 1 FROM intents WHERE operation_id = ?", (op,)).fetchone():
                 raise StateError(f"an intent with operation id {op} is already recorded")
@@ -353,7 +355,10 @@ class SqliteStateStore:
             db.execute(
                 "INSERT INTO intent_members (operation_id, heads, specs) VALUES (?, ?, ?)", (op, heads_text, specs_text)
             )
-            _journal(db, at, op, entries)
+            if len(resources) + replaced == 1:
+                _journal(db, at, op, _intent_entries(heads))
+            else:
+                db.execute(_JOURNAL, (at, MEMBERS_EVENT, None, op, "{}", len(resources) + replaced))
         self._members[op] = _Members(heads, specs)
 
     def record_outcomes(self, *, operation_id: str, outcomes: Sequence[Outcome], resolved: bool) -> None:
@@ -361,11 +366,8 @@ class SqliteStateStore:
             return
         at = self._now()
         op = operation_id
-        entries = _Entries(
-            [o.status for o in outcomes], [o.address for o in outcomes], [_outcome_entry(o) for o in outcomes]
-        )
-        if resolved:
-            entries.add("resolved", None, {})
+        created = Status.CREATED
+        plain = [o for o in outcomes if o.status is created and o.error is None and o.remote is None]
         with self._write(bump=True) as db:
             row = db.execute("SELECT seq, addresses FROM intents WHERE operation_id = ?", (op,)).fetchone()
             if row is None:
@@ -384,18 +386,15 @@ class SqliteStateStore:
                 ]
                 db.executemany(_APPLY_OUTCOME, updates)
             else:
-                plain = [o for o in outcomes if o.status is Status.CREATED and o.error is None and o.remote is None]
                 if plain:
                     rows = _dumps([known.created_row(o) for o in plain])
                     db.execute(_INSERT_CREATED, {"rows": rows, "op": op, "at": at, "seq": seq})
                 if len(plain) < len(outcomes):
-                    others = [
-                        o for o in outcomes if not (o.status is Status.CREATED and o.error is None and o.remote is None)
-                    ]
+                    others = [o for o in outcomes if not (o.status is created and o.error is None and o.remote is None)]
                     db.executemany(_UPSERT_OUTCOME, [known.outcome_row(o, op, at, seq) for o in others])
             if resolved:
                 db.execute(_RESOLVE, (at, op))
-            _journal(db, at, op, entries)
+            _journal_outcomes(db, at, op, outcomes, resolved=resolved, all_plain=len(plain) == len(outcomes))
         if resolved:
             self._members.pop(op, None)
 
@@ -575,14 +574,57 @@ def _journal(db: sqlite3.Connection, at: str, operation_id: str | None, entries:
         db.execute(_JOURNAL, (at, BATCH_EVENT, None, operation_id, text, count))
 
 
-def _expand(row: tuple[Any, ...]) -> list[JournalEntry]:
+def _journal_outcomes(
+    db: sqlite3.Connection, at: str, op: str, outcomes: Sequence[Outcome], *, resolved: bool, all_plain: bool
+) -> None:
+    """An intent's outcomes (and its ``resolved``); a batch of plain creations as addresses and remote ids."""
+    if all_plain and len(outcomes) > 1:
+        addresses, remote_ids = [o.address for o in outcomes], [o.remote_id for o in outcomes]
+        text = _dumps({"addresses": addresses, "remote_ids": remote_ids, "resolved": resolved})
+        db.execute(_JOURNAL, (at, CREATED_EVENT, None, op, text, len(outcomes) + resolved))
+        return
+    entries = _Entries(
+        [o.status for o in outcomes], [o.address for o in outcomes], [_outcome_entry(o) for o in outcomes]
+    )
+    if resolved:
+        entries.add("resolved", None, {})
+    _journal(db, at, op, entries)
+
+
+def _intent_entries(heads: Sequence[Sequence[Any]]) -> _Entries:
+    """The ``intent`` entry of each member, then a ``replaced`` entry for each member replacing an object."""
+    entries = _Entries(
+        ["intent"] * len(heads),
+        [head[0] for head in heads],
+        [{"spec_hash": head[3], "attempt": head[4]} for head in heads],
+    )
+    for head in heads:
+        if head[5]:
+            entries.add("replaced", head[0], {"remote_id": head[5]})
+    return entries
+
+
+def _expand(row: tuple[Any, ...], members: _Resolver) -> list[JournalEntry]:
     seq, at, event, address, operation_id, detail, count = row
     if count == 1:
         return [JournalEntry(seq, at, event, address, operation_id, orjson.loads(detail))]
-    body = orjson.loads(detail)
+    if event == MEMBERS_EVENT:
+        entries = _intent_entries(members.members(operation_id).heads)
+    elif event == CREATED_EVENT:
+        body = orjson.loads(detail)
+        entries = _Entries(
+            [CREATED_EVENT] * len(body["addresses"]),
+            body["addresses"],
+            [{} if remote_id is None else {"remote_id": remote_id} for remote_id in body["remote_ids"]],
+        )
+        if body["resolved"]:
+            entries.add("resolved", None, {})
+    else:
+        body = orjson.loads(detail)
+        entries = _Entries(body["events"], body["addresses"], body["details"])
     return [
         JournalEntry(seq + i, at, e, a, operation_id, d)
-        for i, (e, a, d) in enumerate(zip(body["events"], body["addresses"], body["details"], strict=True))
+        for i, (e, a, d) in enumerate(zip(entries.events, entries.addresses, entries.details, strict=True))
     ]
 
 

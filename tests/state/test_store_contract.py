@@ -187,6 +187,20 @@ def test_replacement_keeps_the_old_remote_id_in_the_journal(store: StateStore) -
     assert store.get(address="TaskSuite/a").remote_id is None  # type: ignore[union-attr]
 
 
+def test_replacements_in_a_batch_are_journalled_after_its_intents(store: StateStore) -> None:
+    create(store, "TaskSuite/a")
+    resources = [pending("TaskSuite/a", attempt=1, replaces="remote-TaskSuite/a"), pending("TaskSuite/b")]
+    intent = intent_for(resources)
+    store.record_intent(intent=intent, resources=resources)
+    assert [(e.event, e.address, e.operation_id, e.detail) for e in store.history(limit=3)] == [
+        ("intent", "TaskSuite/a", intent.operation_id, {"spec_hash": resources[0].spec_hash, "attempt": 1}),
+        ("intent", "TaskSuite/b", intent.operation_id, {"spec_hash": resources[1].spec_hash, "attempt": 0}),
+        ("replaced", "TaskSuite/a", intent.operation_id, {"remote_id": "remote-TaskSuite/a"}),
+    ]
+    assert [e.event for e in store.history(address="TaskSuite/b")] == ["intent"]
+    assert [e.event for e in store.history(address="TaskSuite/a")] == ["intent", "created", "intent", "replaced"]
+
+
 def test_recording_an_operation_id_twice_is_refused(store: StateStore) -> None:
     intent = record(store, "TaskSuite/a")
     with pytest.raises(StateError, match=intent.operation_id):
