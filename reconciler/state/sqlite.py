@@ -374,8 +374,8 @@ class SqliteStateStore:
                 raise StateError(f"no intent with operation id {op} is recorded")
             seq, addresses = row
             known = self._members.get(op) or _Members.read(db, op, specs=False)
-            covered = set(orjson.loads(addresses))
-            strays = [o.address for o in outcomes if o.address not in covered]
+            covered = known.positions() if known is not None else set(orjson.loads(addresses))
+            strays = [o[0] for o in outcomes if o[0] not in covered]
             if strays:
                 raise ValueError(f"outcomes for addresses outside intent {op}: {strays[:5]}")
             if known is None:
@@ -387,7 +387,8 @@ class SqliteStateStore:
                 db.executemany(_APPLY_OUTCOME, updates)
             else:
                 if plain:
-                    rows = _dumps([known.created_row(o) for o in plain])
+                    position = known.positions()
+                    rows = _dumps([[address, remote_id, position[address]] for address, _, remote_id, _, _ in plain])
                     db.execute(_INSERT_CREATED, {"rows": rows, "op": op, "at": at, "seq": seq})
                 if len(plain) < len(outcomes):
                     others = [o for o in outcomes if not (o.status is created and o.error is None and o.remote is None)]
@@ -647,17 +648,15 @@ class _Members:
             return None
         return cls(orjson.loads(row[0]), None if row[1] is None else orjson.loads(row[1]))
 
-    def index(self, address: str) -> int:
+    def positions(self) -> dict[str, int]:
+        """Each address's index among the members."""
         if self._index is None:
             self._index = {head[0]: i for i, head in enumerate(self.heads)}
-        return self._index[address]
-
-    def created_row(self, outcome: Outcome) -> list[Any]:
-        return [outcome.address, outcome.remote_id, self.index(outcome.address)]
+        return self._index
 
     def outcome_row(self, outcome: Outcome, op: str, at: str, seq: int) -> tuple[Any, ...]:
         address, status, remote_id, error, remote = outcome
-        return (address, status, remote_id, op, error, at, self.index(address), _dumps_or_none(remote), seq)
+        return (address, status, remote_id, op, error, at, self.positions()[address], _dumps_or_none(remote), seq)
 
 
 class _Resolver:
