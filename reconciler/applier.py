@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -169,14 +169,14 @@ class Applier:
         toloka: list[Action] = []
         jobs: list[tuple[Callable[[], None], int]] = []
         perftest: list[Action] = []
+        is_toloka = {name: isinstance(client, TolokaClient) for name, client in self.clients.items()}
         for action in actions:
-            if isinstance(self._client(action.provider), TolokaClient):
+            if is_toloka.get(action.provider, False) or isinstance(self._client(action.provider), TolokaClient):
                 toloka.append(action)
             else:
                 perftest.append(action)
-        batches = self.toloka_batches(toloka)
-        if batches:
-            jobs.append((functools.partial(self._pipeline_toloka, batches), len(toloka)))
+        if toloka:
+            jobs.append((functools.partial(self._pipeline_toloka, self._toloka_batches(toloka)), len(toloka)))
         if perftest:
             existing = self._existing_perftest_names(perftest)
             for action in perftest:
@@ -202,7 +202,7 @@ class Applier:
                 self.stop.set()
                 raise
 
-    def _pipeline_toloka(self, batches: list[list[Action]]) -> None:
+    def _pipeline_toloka(self, batches: Iterable[list[Action]]) -> None:
         """Record Toloka batches' intents and outcomes from this thread, while one thread sends them and
         ``TOLOKA_COLLECTORS`` wait for their operations and read their logs; at most ``parallelism`` batches
         are between intent and outcome.
@@ -238,15 +238,16 @@ class Applier:
         for thread in (sender, *collectors):
             thread.start()
         in_flight = 0
+        batches = iter(batches)
         try:
-            for n, batch in enumerate(batches):
+            for batch in batches:
                 # One outcome settled per intent recorded, so the sender always has the next batch at hand.
                 if in_flight >= self.parallelism or not done.empty():
                     self._settle_toloka(done.get())
                     in_flight -= 1
                 if self.stop.is_set():
                     with self._lock:
-                        self._result.skipped += sum(len(b) for b in batches[n:])
+                        self._result.skipped += len(batch) + sum(len(b) for b in batches)
                     break
                 outbox.put(self._record_toloka_batch(batch))
                 in_flight += 1
@@ -328,6 +329,11 @@ class Applier:
 
     def toloka_batches(self, actions: list[Action]) -> list[list[Action]]:
         """Group suites by provider, pool and options, then cut at the item and input-size limits."""
+        return list(self._toloka_batches(actions))
+
+    def _toloka_batches(self, actions: list[Action]) -> Iterator[list[Action]]:
+        """``toloka_batches`` one at a time: the pipeline cuts the next batch while earlier ones are on their way,
+        instead of measuring all of them before the first is sent."""
         groups: dict[tuple[str, str, tuple[tuple[str, Any], ...]], list[Action]] = {}
         group: list[Action] = []
         last_provider: object = _UNSET
@@ -342,7 +348,6 @@ class Applier:
                 last_provider, last_pool, last_options = action.provider, pool, options
                 group = groups.setdefault((action.provider, str(pool), tuple(sorted((options or {}).items()))), [])
             group.append(action)
-        batches: list[list[Action]] = []
         for (provider, _, _), members in groups.items():
             limit = min(self.batch_sizes.get(provider, MAX_BATCH_ITEMS), MAX_BATCH_ITEMS)
             for start in range(0, len(members), limit):
@@ -353,10 +358,9 @@ class Applier:
                     _json_size([a.spec for a in chunk]) <= self.max_batch_input_bytes
                     or _json_size([_inputs(a) for a in chunk]) <= self.max_batch_input_bytes
                 ):
-                    batches.append(chunk)
+                    yield chunk
                 else:
-                    batches.extend(self._cut_by_input_size(chunk))
-        return batches
+                    yield from self._cut_by_input_size(chunk)
 
     def _cut_by_input_size(self, members: list[Action]) -> list[list[Action]]:
         batches: list[list[Action]] = []
