@@ -141,13 +141,20 @@ def _load(paths: Sequence[Path | str]) -> DesiredState:
 
 
 def _digest(resources: dict[str, Resource], providers: dict[str, ProviderConfig]) -> str:
-    """Independent of file layout and order: moving a document to another file keeps the digest."""
+    """Independent of file layout and order: moving a document to another file keeps the digest.
+
+    The resources go in as three columns (addresses, providers, spec hashes, in address order) rather than a
+    line each: formatting 100,000 lines took 50 ms of every plan."""
     digest = hashlib.sha256()
     for name in sorted(providers):
         provider = providers[name]
         digest.update(f"provider\t{name}\t{provider.type}\t{canonical_json(provider.spec)}\n".encode())
-    lines = [f"{a}\t{r.provider}\t{r.spec_hash}\n" for a, r in sorted(resources.items())]
-    digest.update("".join(lines).encode())
+    addresses = sorted(resources)
+    chosen = [resources[address] for address in addresses]
+    digest.update(f"resources\t{len(addresses)}\n".encode())
+    for column in (addresses, [r.provider for r in chosen], [r.spec_hash for r in chosen]):
+        digest.update("\n".join(column).encode())
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
