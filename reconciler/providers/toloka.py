@@ -61,6 +61,15 @@ class Operation:
         )
 
 
+def _time_left(operation: Operation | None, elapsed: float) -> float | None:
+    """Seconds until a running operation should finish, from the share of it done in ``elapsed``; None when it
+    does not say (no or zero ``progress``)."""
+    progress = None if operation is None else operation.raw.get("progress")
+    if not isinstance(progress, int | float) or isinstance(progress, bool) or not 0 < progress < 100:
+        return None
+    return float(elapsed * (100 - progress) / progress)
+
+
 class LogEntry(NamedTuple):
     """One line of an operation log: a suite created (``output.task_suite_id``) or an item refused.
 
@@ -201,6 +210,10 @@ class TolokaClient:
     ) -> Operation:
         """Poll until the operation is SUCCESS or FAIL; polls grow from ``poll_initial`` to ``poll_max``.
 
+        An operation that reports its ``progress`` is polled again when, at the pace it has gone so far, it
+        should be done (kept within ``poll_initial`` and ``poll_max``): a pause that only doubles oversleeps the
+        end by up to half the wait, and apply's last batches are waited for with nothing else left to do.
+
         An operation that stays unknown for ``missing_timeout`` was not accepted after all: waiting the full
         ``timeout`` for it would only delay the next run, which resends it under the same id.
         """
@@ -228,8 +241,12 @@ class TolokaClient:
                     provider=self.name,
                     operation_id=operation_id,
                 )
-            self._sleep(delay)
-            waited += delay
+            pause = delay
+            expected = _time_left(operation, elapsed)
+            if expected is not None:
+                pause = min(max(expected, poll_initial), poll_max)
+            self._sleep(pause)
+            waited += pause
             delay = min(poll_max, delay * 2)
 
     def operation_log(self, operation_id: str) -> list[LogEntry]:

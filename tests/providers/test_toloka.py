@@ -168,6 +168,23 @@ def test_wait_operation_polls_with_growing_pauses_until_done(fake_server: StartS
     assert sleeps == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.4, 0.4])
 
 
+def test_wait_operation_polls_when_the_reported_progress_says_it_should_be_done(
+    fake_server: StartServer, sleeps: list[float]
+) -> None:
+    server = fake_server(
+        script(
+            Reply(200, operation("RUNNING", progress=10)),
+            Reply(200, operation("RUNNING", progress=10)),
+            Reply(200, operation("RUNNING", progress=90)),
+            Reply(200, operation("SUCCESS")),
+        )
+    )
+    with toloka(server.url, sleeps) as client:
+        assert client.wait_operation(OP_ID, poll_initial=0.05, poll_max=0.4).status == "SUCCESS"
+    # 10% done in no time: at least poll_initial; 10% in 0.05 s: 0.45 s to go, capped; 90% in 0.45 s: 0.05 s.
+    assert sleeps == pytest.approx([0.05, 0.4, 0.05])
+
+
 def test_wait_operation_returns_a_failed_operation_too(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(script(Reply(200, operation("FAIL"))))
     with toloka(server.url, sleeps) as client:
