@@ -136,19 +136,26 @@ def main() -> None:
     # machines) every timed run would otherwise compile reconciler's modules again, which no user's run does.
     compileall.compile_dir(Path(reconciler.__file__).parent, quiet=1)
     times: dict[str, list[float]] = {"inline": [], "script": [], "apply": []}
-    for _ in range(args.repeat):
+    for round_number in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
             root, data = Path(tmp), Path(tmp) / "reviews.jsonl"
-            inline_run = functools.partial(plain_inline, data=data)
-            times["inline"].append(measure("plain loop, inline", root, args.rows, inline_run))
-            times["script"].append(
-                measure("plain loop, script", root, args.rows, functools.partial(plain_script, data=data))
-            )
-            run = functools.partial(reconciler_apply, root=root, parallelism=args.parallelism)
-            times["apply"].append(measure("reconciler apply", root, args.rows, run))
+            runs: dict[str, tuple[str, Callable[[str], float]]] = {
+                "inline": ("plain loop, inline", functools.partial(plain_inline, data=data)),
+                "script": ("plain loop, script", functools.partial(plain_script, data=data)),
+                "apply": (
+                    "reconciler apply",
+                    functools.partial(reconciler_apply, root=root, parallelism=args.parallelism),
+                ),
+            }
+            # Every other round runs apply before the plain script, so a machine slowing down (or speeding up)
+            # through a round favours neither.
+            order = ["inline", "script", "apply"] if round_number % 2 == 0 else ["inline", "apply", "script"]
+            for key in order:
+                label, run = runs[key]
+                times[key].append(measure(label, root, args.rows, run))
     inline, plain, ours = (statistics.median(times[k]) for k in ("inline", "script", "apply"))
-    # A round runs the three one after another, so its own ratio is the least disturbed by a machine whose speed
-    # drifts between rounds (shared CI runners do); both summaries are printed.
+    # A round runs apply and the plain script back to back, so its own ratio is the least disturbed by a machine
+    # whose speed drifts between rounds (shared CI runners do); both summaries are printed.
     paired = [a / s for a, s in zip(times["apply"], times["script"], strict=True)]
     print(f"medians: inline {inline:.2f} s, script {plain:.2f} s, apply {ours:.2f} s")
     print(f"ratio apply/script: {ours / plain:6.2f}x of the medians, {statistics.median(paired):.2f}x median of the")
