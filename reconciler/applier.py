@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import queue
 import threading
 import time
@@ -30,8 +29,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-import orjson
 
 from reconciler import failpoints
 from reconciler.errors import (
@@ -43,6 +40,7 @@ from reconciler.errors import (
     ProviderError,
 )
 from reconciler.plan import Action, ActionType, Plan
+from reconciler.providers.http import encode_json
 from reconciler.providers.perftest import PerfTestClient
 from reconciler.providers.toloka import ITEM_IDX, LogEntry, Operation, TolokaClient
 from reconciler.resources import canonical_json, content_hash, split_suite_spec, suite_request_body
@@ -750,16 +748,7 @@ def _inputs(action: Action) -> list[Any]:
 
 
 def _json_size(value: Any) -> int:
-    """orjson writes string keys the same with or without ``OPT_NON_STR_KEYS``, and without it measures a
-    batch's specs in less than half the time; only a value with other keys pays for the option."""
-    try:
-        return len(orjson.dumps(value))
-    except TypeError:
-        pass
-    try:
-        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
-    except TypeError:
-        return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    return len(encode_json(value))
 
 
 def _validation_message(output: Any) -> str:

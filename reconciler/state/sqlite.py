@@ -689,26 +689,12 @@ class _Resolver:
         """A row of ``_RECORD_COLUMNS`` as a record."""
         if row[14] is None:
             return _record(row)
-        address, _, _, _, _, status, remote_id, op, _, error, created_at, updated_at, remote, refreshed_at, i = row
+        op, i = row[7], row[14]
         members = self.members(op)
         assert members.specs is not None
         _, kind, provider, spec_hash, attempt, _ = members.heads[i]
-        return ResourceRecord(
-            address=address,
-            kind=kind,
-            provider=provider,
-            spec=members.specs[i],
-            spec_hash=spec_hash,
-            status=_STATUS[status],
-            remote_id=remote_id,
-            operation_id=op,
-            attempt=attempt,
-            error=error,
-            created_at=created_at,
-            updated_at=updated_at,
-            remote=_loads_or_none(remote),
-            refreshed_at=refreshed_at,
-        )
+        filled = (row[0], kind, provider, None, spec_hash, *row[5:8], attempt, *row[9:])
+        return _record(filled, spec=members.specs[i])
 
 
 class _Overlay:
@@ -734,9 +720,8 @@ class _Overlay:
                 continue
             self._seq_of[op] = seq
             decoded = orjson.loads(heads)
-            for head, spec in zip(
-                decoded, [None] * len(decoded) if specs_text is None else orjson.loads(specs_text), strict=True
-            ):
+            member_specs = [None] * len(decoded) if specs_text is None else orjson.loads(specs_text)
+            for head, spec in zip(decoded, member_specs, strict=True):
                 if want is None or head[0] in want:
                     self.pending[head[0]] = (seq, op, at, [*head, spec])
 
@@ -850,15 +835,15 @@ def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
         yield summary
 
 
-def _record(row: tuple[Any, ...]) -> ResourceRecord:
-    """A row of ``_RECORD_COLUMNS`` that carries its own columns."""
-    address, kind, provider, spec, spec_hash, status, remote_id, operation_id, attempt, *rest = row
+def _record(row: tuple[Any, ...], *, spec: dict[str, Any] | None = None) -> ResourceRecord:
+    """A row of ``_RECORD_COLUMNS`` that carries its own columns, or has them filled in with ``spec`` decoded."""
+    address, kind, provider, spec_text, spec_hash, status, remote_id, operation_id, attempt, *rest = row
     error, created_at, updated_at, remote, refreshed_at, _ = rest
     return ResourceRecord(
         address=address,
         kind=kind,
         provider=provider,
-        spec=orjson.loads(spec),
+        spec=orjson.loads(spec_text) if spec is None else spec,
         spec_hash=spec_hash,
         status=_STATUS[status],
         remote_id=remote_id,
