@@ -2,7 +2,7 @@
 
 Real labelling jobs have tens of thousands of rows, so this module streams the file once, never runs JSON
 Schema per row (the set's template and options were validated once, as part of the manifest) and hashes each
-suite by splicing its tasks into a pre-rendered canonical text instead of re-sorting the whole spec.
+suite with ``encoding.SpecHasher``, which renders the canonical text shared by a set's suites only once.
 
 Rules a data file must follow, each broken one reported as a ``Problem`` with the data file's line:
 
@@ -18,32 +18,31 @@ Rules a data file must follow, each broken one reported as a ``Problem`` with th
 The generated specs share their template values and ``options`` dict between suites to keep 100,000 suites
 small in memory: treat them as read-only.
 
-Rows are decoded with orjson and suites hashed over orjson's canonical text, several times faster than the
-standard library, but only where the two provably agree: orjson is stricter than ``json`` (no NaN, no lone
-surrogates, integers beyond 64 bits read as floats) and writes floats differently, so a row orjson refuses,
-or one holding anything but strings, integers, booleans and nulls, goes through the standard library exactly
-as before. Accepted inputs, problems and content hashes are therefore the same whichever path a row takes.
+Rows are decoded with orjson, several times faster than the standard library, but only where the two provably
+agree: orjson is stricter than ``json`` (no NaN, no lone surrogates, integers beyond 64 bits read as floats),
+so a row orjson refuses, or one holding anything but strings, integers, booleans and nulls
+(``encoding.is_plain_row``), is read by the standard library. Accepted inputs, problems and content hashes
+are therefore the same whichever path a row takes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import dataclasses
-import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from json import encoder as _json_encoder
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from reconciler.encoding import SpecHasher, is_plain_row
 from reconciler.errors import Problem
-from reconciler.resources import TASK_SUITE_SET, Resource, SourceRef, TaskSuiteSetSpec, canonical_json
+from reconciler.kinds import TASK_SUITE_SET, TaskSuiteSetSpec
+from reconciler.resources import Resource, SourceRef
+from reconciler.speedups import slot_setters
 
 FORMAT_OF_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
@@ -53,22 +52,6 @@ MAX_PROBLEMS_PER_FILE = 50
 
 _UNSAFE_KEY = re.compile(r"[/\s]")
 _DECODE = json.JSONDecoder().decode
-_SENTINEL = "\x00tasks\x00"
-_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
-
-
-def _canonical_encoder() -> Callable[[Any], str]:
-    """``canonical_json`` for hot loops: ``json.dumps`` builds a new C encoder on every call, which costs as
-    much as the encoding itself for a small suite; this builds it once (same options, same output)."""
-    options = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    make = getattr(_json_encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (PyPy): the plain encoder gives the same text
-        return options.encode
-    encode = make(None, options.default, _json_encoder.encode_basestring, None, ":", ",", True, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-_CANONICAL = _canonical_encoder()
 
 
 class SourceError(ValueError):
@@ -84,22 +67,8 @@ class SuiteSet:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _slot_setters(cls: type[Any], names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
-    """The setters of a frozen slotted dataclass's fields, in order; refused unless ``names`` are all of them.
-
-    A frozen dataclass's ``__init__`` stores each field through ``object.__setattr__``: at 100,000 suites that
-    costs more than hashing them. Storing straight into the slots, which is all that call does, gives the very
-    same object at half the price. The check keeps a field added later from being silently left unset."""
-    found = tuple((f.name, f.default, f.default_factory) for f in dataclasses.fields(cls))
-    if found != tuple((name, dataclasses.MISSING, dataclasses.MISSING) for name in names):
-        raise TypeError(f"{cls.__name__} fields changed: {[f[0] for f in found]}; update datasource")
-    if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
-        raise TypeError(f"{cls.__name__} is no longer a plain slotted dataclass; update datasource")
-    return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-_SET_PATH, _SET_LINE = _slot_setters(SourceRef, ("path", "line"))
-_SET_ADDRESS, _SET_KIND, _SET_PROVIDER, _SET_SPEC, _SET_HASH, _SET_SOURCE = _slot_setters(
+_SET_PATH, _SET_LINE = slot_setters(SourceRef, ("path", "line"))
+_SET_ADDRESS, _SET_KIND, _SET_PROVIDER, _SET_SPEC, _SET_HASH, _SET_SOURCE = slot_setters(
     Resource, ("address", "kind", "provider", "spec", "spec_hash", "source")
 )
 
@@ -108,7 +77,7 @@ def _suite_resource(
     address: str, provider: str, spec: dict[str, Any], spec_hash: str, path: str, line: int
 ) -> Resource:
     """``Resource(address, TASK_SUITE_SET, provider, spec, spec_hash, SourceRef(path, line))``, built as
-    ``_slot_setters`` explains."""
+    ``speedups.slot_setters`` explains: one is built per suite."""
     source = object.__new__(SourceRef)
     _SET_PATH(source, path)
     _SET_LINE(source, line)
@@ -167,7 +136,7 @@ def generate_suites(
     out = SuiteSet()
     report = _Reporter(display, address, out.problems)
     factory = _SuiteFactory(spec, address, provider, display)
-    if fmt == "jsonl" and _one_row_per_suite(spec) and factory.row_head is not None:
+    if fmt == "jsonl" and _one_row_per_suite(spec) and factory.hasher.rows_fast:
         _row_suites(spec, data, factory, report, out.suites)
     else:
         rows = _read_rows(data, fmt, report)
@@ -186,24 +155,18 @@ def _one_row_per_suite(spec: TaskSuiteSetSpec) -> bool:
 def _row_suites(
     spec: TaskSuiteSetSpec, data: Path, factory: _SuiteFactory, report: _Reporter, suites: dict[str, Resource]
 ) -> None:
-    """The common case, one JSONL row per suite, as a single loop with everything it calls bound to locals.
+    """The common case, one JSONL row per suite, as one loop with everything it calls bound to locals.
 
-    At 100,000 rows the generator, per-row method calls and attribute lookups of the general path cost as
-    much as the work itself. Only rows that pass every check stay in this loop; anything unusual (a row
-    orjson refuses or that holds floats or nested values, a missing, repeated or unusable key) is handed to
-    the general path's own functions, so it gets exactly the same treatment and problems as before. A key
-    is unique when its address is not yet in ``suites``: a second table of 100,000 keys would cost a tenth
-    of the load.
+    One function, not helpers: at 100,000 rows the generator, per-row calls and attribute lookups of the
+    general path cost as much as the work itself. Only rows that pass every check stay in this loop; anything
+    unusual (a row orjson refuses or that holds floats or nested values, a missing, repeated or unusable key)
+    is handed to the general path's own functions, so it gets exactly the same treatment and problems there.
+    A key is unique when its address is not yet in ``suites``, which spares a second table of 100,000 keys.
     """
     checker = _Rows(spec, report, keys_name_suites=True)
-    key_name = spec.key
-    unsafe = _UNSAFE_KEY.search
-    loads, dumps, sort_keys, plain_types = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS, _PLAIN_TYPES
-    base, options, spec_hash = factory.base, factory.options, factory.spec_hash
+    key_name, unsafe, loads, plain_row = spec.key, _UNSAFE_KEY.search, orjson.loads, is_plain_row
+    base, options, spec_hash, row_hash = factory.base, factory.options, factory.hasher, factory.hasher.of_plain_row
     address_prefix, provider, display = factory.address_prefix, factory.provider, factory.display
-    head, tail = factory.row_head, factory.row_tail
-    assert head is not None and tail is not None
-    start = hashlib.sha256(head).copy
     resource = _suite_resource
     with data.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
@@ -211,12 +174,7 @@ def _row_suites(
                 row = loads(raw)
             except orjson.JSONDecodeError:
                 row = None
-            plain = type(row) is dict
-            if plain:
-                for value in row.values():
-                    if type(value) not in plain_types:
-                        plain = False
-                        break
+            plain = type(row) is dict and plain_row(row)
             if not plain:
                 row = _stdlib_row(number, raw, report)
                 if row is None:
@@ -229,13 +187,7 @@ def _row_suites(
                     continue
                 address = address_prefix + key
             tasks = [{"input_values": row}]
-            if plain:
-                sha = start()
-                sha.update(dumps(row, option=sort_keys))
-                sha.update(tail)
-                digest = sha.hexdigest()
-            else:
-                digest = spec_hash(tasks)
+            digest = row_hash(row) if plain else spec_hash(tasks)
             suite = base.copy()
             suite["tasks"] = tasks
             suite["options"] = options
@@ -294,16 +246,11 @@ def _jsonl_rows(data: Path, report: _Reporter) -> Iterator[tuple[int, dict[str, 
                 row = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 row = None
-            if not _is_plain(row):
+            if type(row) is not dict or not is_plain_row(row):
                 row = _stdlib_row(number, raw, report)
                 if row is None:
                     continue
             yield number, row
-
-
-def _is_plain(row: Any) -> bool:
-    """Whether an orjson result is one the standard library would have read identically (see the module)."""
-    return type(row) is dict and all(type(value) in _PLAIN_TYPES for value in row.values())
 
 
 def _stdlib_row(number: int, raw: bytes, report: _Reporter) -> dict[str, Any] | None:
@@ -481,14 +428,11 @@ def _group(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], r
 
 
 class _SuiteFactory:
-    """Builds the suite resources of one set from its template and options, and hashes them cheaply.
+    """Builds the suite resources of one set from its template and options.
 
-    ``content_hash`` would re-encode the template and options of every suite with sorted keys; instead the
-    canonical text of everything but ``tasks`` is rendered once around a sentinel, and each suite's hash is
-    the sha256 of prefix + canonical(tasks) + suffix, which is byte for byte the same canonical JSON.
-    ``head`` and ``tail`` are that prefix and suffix as UTF-8, ``row_head`` and ``row_tail`` the same around a
-    lone task's ``input_values``. All four are None when the template holds a lone surrogate (a JSON manifest
-    can): only the text path is used then, so encoding fails exactly where and how it always did.
+    No per-suite model validation: the template and options were validated once, and every task is
+    ``{"input_values": <a JSON object or CSV row>}``, which the Task model always accepts, so validating each
+    suite would re-check, once per row, what cannot fail.
     """
 
     def __init__(self, spec: TaskSuiteSetSpec, set_address: str, provider: str, display: str) -> None:
@@ -497,47 +441,9 @@ class _SuiteFactory:
         self.display = display
         self.base = spec.template.model_dump(exclude_none=True)
         self.options = spec.options.model_dump()
-        rendered = canonical_json({**self.base, "tasks": _SENTINEL, "options": self.options})
-        prefix, suffix = rendered.split(canonical_json(_SENTINEL), 1)
-        self.prefix = prefix
-        self.suffix = suffix
-        self.head: bytes | None = None
-        self.tail: bytes | None = None
-        self.row_head: bytes | None = None
-        self.row_tail: bytes | None = None
-        with contextlib.suppress(UnicodeEncodeError):
-            self.head, self.tail = prefix.encode("utf-8"), suffix.encode("utf-8")
-            self.row_head, self.row_tail = self.head + b'[{"input_values":', b"}]" + self.tail
-
-    def spec_hash(self, tasks: list[dict[str, Any]]) -> str:
-        """The content hash of the suite holding ``tasks``: from orjson's text when it is the canonical one."""
-        if self.head is not None and self.tail is not None:
-            body = _plain_canonical(tasks)
-            if body is not None:
-                return hashlib.sha256(self.head + body + self.tail).hexdigest()
-        return hashlib.sha256((self.prefix + _CANONICAL(tasks) + self.suffix).encode("utf-8")).hexdigest()
+        self.hasher = SpecHasher({**self.base, "options": self.options})
 
     def build(self, key: str, tasks: list[dict[str, Any]], lines: list[int]) -> Resource:
-        # No per-suite model validation: the template and options were validated once, and every task is
-        # {"input_values": <a JSON object or CSV row>}, which the Task model always accepts. At 100,000 rows
-        # that check cost a fifth of the whole load.
         spec = {**self.base, "tasks": tasks, "options": self.options}
-        digest = self.spec_hash(tasks)
+        digest = self.hasher(tasks)
         return _suite_resource(self.address_prefix + key, self.provider, spec, digest, self.display, lines[0])
-
-
-def _plain_canonical(tasks: list[dict[str, Any]]) -> bytes | None:
-    """``canonical_json(tasks)`` as UTF-8 by orjson, or None when orjson's text could differ or fail.
-
-    With sorted keys orjson writes strings, integers, booleans and nulls exactly as ``json.dumps`` does with
-    ``ensure_ascii=False``; floats it writes differently. Integers beyond 64 bits and lone surrogates (which
-    only the standard library decoder lets in) make it raise: the text path then fails or succeeds as before.
-    """
-    for task in tasks:
-        for value in task["input_values"].values():
-            if type(value) not in _PLAIN_TYPES:
-                return None
-    try:
-        return orjson.dumps(tasks, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        return None

@@ -1,295 +1,19 @@
-"""The kinds a manifest can hold, their addresses, and the canonical form the planner compares.
+"""Resources and providers as the program holds them, their addresses, and the request specs built for them.
 
-The pydantic models here are the single source of truth for the manifest format: the JSON Schemas under
-``schemas/`` are generated from them (``reconciler schema KIND``), and the constraints are the ones the remote
-APIs document (a PerfTest task name is 1-42 characters, a Toloka overlap 1..30000, ...), so a manifest that
-validates is one the API will accept.
-
-Inside the program a resource is a plain frozen ``Resource``: its address, the provider it belongs to and the
-exact spec that will be sent, with the spec's content hash. The hash of the canonical JSON form is what the
-planner compares, so planning a million unchanged resources never needs a deep comparison.
+The manifest's pydantic models (``reconciler.kinds``) are the format a user writes; past validation the program
+works on the plain frozen objects here, because 100,000 of them must be cheap to build, compare and keep. A
+``Resource`` carries the exact spec that will be sent and that spec's content hash
+(``reconciler.encoding.content_hash``): the planner compares hashes, so planning a million unchanged resources
+never needs a deep comparison.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-API_VERSION = "reconciler/v1"
-
-PERFTEST_TASK = "PerfTestTask"
-TASK_SUITE = "TaskSuite"
-TASK_SUITE_SET = "TaskSuiteSet"
-PERFTEST_PROVIDER = "PerfTestProvider"
-TOLOKA_PROVIDER = "TolokaProvider"
-
-PROVIDER_KINDS = (PERFTEST_PROVIDER, TOLOKA_PROVIDER)
-RESOURCE_KINDS = (PERFTEST_TASK, TASK_SUITE, TASK_SUITE_SET)
-KINDS = RESOURCE_KINDS + PROVIDER_KINDS
-
-#: Which provider type serves each resource kind.
-PROVIDER_TYPE_OF_KIND = {PERFTEST_TASK: "perftest", TASK_SUITE: "toloka", TASK_SUITE_SET: "toloka"}
-PROVIDER_KIND_OF_TYPE = {"perftest": PERFTEST_PROVIDER, "toloka": TOLOKA_PROVIDER}
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-
-
-class _Strict(BaseModel):
-    """Unknown fields are errors: a typo in a manifest must not silently become a default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Metadata(_Strict):
-    name: str = Field(pattern=NAME_PATTERN, description="Unique per kind; the address is KIND/NAME.")
-    provider: str | None = Field(
-        default=None,
-        pattern=NAME_PATTERN,
-        description="Name of the provider document to use; default: the only provider of the matching type.",
-    )
-
-
-# --- CodeArts PerfTest -------------------------------------------------------------------------------------
-
-
-class PerfTestTaskSpec(_Strict):
-    """The body of ``POST /v3/{project_id}/tasks``."""
-
-    name: str | None = Field(
-        default=None, min_length=1, max_length=42, description="Task name; defaults to metadata.name."
-    )
-    parallel: bool = Field(description="Whether the task's cases run concurrently.")
-    enable_full_link: bool | None = Field(default=None, description="Whether full-link pressure test is on.")
-    project_id: int = Field(ge=1, description="Integer ID of the CPTS test project (not the cloud project).")
-    operate_mode: Literal[0, 1, 2] = Field(
-        default=2, description="0 by duration, 1 by count, 2 both; documented as legacy with fixed value 2."
-    )
-    case_id_list: list[Annotated[int, Field(ge=1)]] = Field(description="IDs of the cases the task runs.")
-
-
-# --- Toloka --------------------------------------------------------------------------------------------------
-
-
-class KnownSolution(_Strict):
-    output_values: dict[str, Any]
-    correctness_weight: float = Field(default=1.0, ge=0, le=1)
-
-
-class Task(_Strict):
-    input_values: dict[str, Any]
-    known_solutions: list[KnownSolution] | None = None
-    message_on_unknown_solution: str | None = None
-
-
-class SuiteOptions(_Strict):
-    """Query parameters of the create request; a change here is a change of the resource."""
-
-    allow_defaults: bool = Field(default=False, description="Take overlap from the pool's default_overlap.")
-    open_pool: bool = Field(default=False, description="Open the pool after the suites are created.")
-    skip_invalid_items: bool = Field(
-        default=False, description="Create the valid suites of a batch even if others are invalid."
-    )
-
-
-class SuiteFields(_Strict):
-    """The fields of a Toloka task suite other than its tasks."""
-
-    pool_id: str = Field(pattern=r"^[0-9]{1,20}$", description="The pool the suite belongs to.")
-    overlap: int | None = Field(default=None, ge=1, le=30000)
-    infinite_overlap: bool | None = None
-    reserved_for: list[str] | None = None
-    unavailable_for: list[str] | None = None
-    issuing_order_override: float | None = Field(default=None, ge=-99999.99999, le=99999.99999)
-    mixed: bool | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90)
-    longitude: float | None = Field(default=None, ge=-180, le=180)
-    traits_all_of: list[str] | None = None
-    traits_any_of: list[str] | None = None
-    traits_none_of_any: list[str] | None = None
-
-
-def _require_overlap(fields: SuiteFields, options: SuiteOptions) -> None:
-    if fields.overlap is None and not fields.infinite_overlap and not options.allow_defaults:
-        raise ValueError("overlap is required unless infinite_overlap or options.allow_defaults is true")
-
-
-class TaskSuiteSpec(SuiteFields):
-    """One Toloka task suite, as sent in ``POST /api/v1/task-suites``, plus the request's options."""
-
-    tasks: list[Task] = Field(min_length=1)
-    options: SuiteOptions = Field(default_factory=SuiteOptions)
-
-    @model_validator(mode="after")
-    def _overlap(self) -> TaskSuiteSpec:
-        _require_overlap(self, self.options)
-        return self
-
-
-class TaskSuiteSetSpec(_Strict):
-    """Many suites generated from a data file, one resource per suite."""
-
-    source: str = Field(description="JSONL, CSV or TSV file, relative to the manifest; never outside its root.")
-    format: Literal["jsonl", "csv", "tsv"] | None = Field(
-        default=None, description="Data format; default: from the file's extension."
-    )
-    key: str = Field(min_length=1, description="The column that names each task; its values must be unique.")
-    tasks_per_suite: int | None = Field(
-        default=None,
-        ge=1,
-        le=1000,
-        description="Consecutive rows per suite (default 1); a suite's key is the key of its first row.",
-    )
-    group_by: str | None = Field(
-        default=None, min_length=1, description="Column whose value groups rows into one suite and names it."
-    )
-    input_fields: list[str] | None = Field(
-        default=None, description="Columns copied into each task's input_values; default: every column."
-    )
-    template: SuiteFields = Field(description="Suite fields shared by every generated suite.")
-    options: SuiteOptions = Field(default_factory=SuiteOptions)
-
-    @model_validator(mode="after")
-    def _grouping(self) -> TaskSuiteSetSpec:
-        if self.tasks_per_suite is not None and self.group_by is not None:
-            raise ValueError("give tasks_per_suite or group_by, not both")
-        _require_overlap(self.template, self.options)
-        return self
-
-
-# --- Providers -----------------------------------------------------------------------------------------------
-
-
-class PerfTestCredentials(_Strict):
-    """Names of environment variables holding the secrets; never the secrets themselves."""
-
-    access_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    secret_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-    @model_validator(mode="after")
-    def _one_scheme(self) -> PerfTestCredentials:
-        aksk = self.access_key_env is not None or self.secret_key_env is not None
-        if aksk and self.token_env is not None:
-            raise ValueError("give access_key_env and secret_key_env, or token_env, not both")
-        if aksk and (self.access_key_env is None or self.secret_key_env is None):
-            raise ValueError("access_key_env and secret_key_env go together")
-        if not aksk and self.token_env is None:
-            raise ValueError("give access_key_env and secret_key_env, or token_env")
-        return self
-
-
-class PerfTestProviderSpec(_Strict):
-    endpoint: str | None = Field(
-        default=None,
-        pattern=r"^https?://",
-        description="Base URL; default https://cpts.{region}.myhuaweicloud.com.",
-    )
-    cloud_project_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The 32-hex cloud project ID.")
-    region: str = Field(pattern=r"^[a-z0-9-]+$", description="e.g. cn-north-4")
-    credentials: PerfTestCredentials
-    rate_limit: float = Field(default=50.0, gt=0, le=10000, description="Requests per second, at most.")
-
-
-class TolokaCredentials(_Strict):
-    token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Variable holding the API key.")
-    scheme: Literal["ApiKey", "OAuth"] = "ApiKey"
-
-
-class TolokaProviderSpec(_Strict):
-    endpoint: str = Field(default="https://toloka.dev", pattern=r"^https?://", description="Base URL, without /api/v1.")
-    credentials: TolokaCredentials
-    rate_limit: float = Field(default=100.0, gt=0, le=10000, description="Requests per second, at most.")
-    batch_size: int = Field(
-        default=5000, ge=1, le=5000, description="Suites per create request (Toloka takes at most 5,000)."
-    )
-
-
-# --- Documents -----------------------------------------------------------------------------------------------
-
-
-class _Document(_Strict):
-    apiVersion: Literal["reconciler/v1"]  # noqa: N815 - the manifest's own key
-    metadata: Metadata
-
-
-class PerfTestTaskDocument(_Document):
-    kind: Literal["PerfTestTask"]
-    spec: PerfTestTaskSpec
-
-
-class TaskSuiteDocument(_Document):
-    kind: Literal["TaskSuite"]
-    spec: TaskSuiteSpec
-
-
-class TaskSuiteSetDocument(_Document):
-    kind: Literal["TaskSuiteSet"]
-    spec: TaskSuiteSetSpec
-
-
-class PerfTestProviderDocument(_Document):
-    kind: Literal["PerfTestProvider"]
-    spec: PerfTestProviderSpec
-
-
-class TolokaProviderDocument(_Document):
-    kind: Literal["TolokaProvider"]
-    spec: TolokaProviderSpec
-
-
-DOCUMENT_MODELS: dict[str, type[_Document]] = {
-    PERFTEST_TASK: PerfTestTaskDocument,
-    TASK_SUITE: TaskSuiteDocument,
-    TASK_SUITE_SET: TaskSuiteSetDocument,
-    PERFTEST_PROVIDER: PerfTestProviderDocument,
-    TOLOKA_PROVIDER: TolokaProviderDocument,
-}
-
-
-def json_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema of one kind's documents, as committed under ``schemas/``."""
-    schema = _drop_nullable(DOCUMENT_MODELS[kind].model_json_schema())
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://reconciler.dev/schemas/{kind}.json"
-    return schema
-
-
-def _drop_nullable(node: Any) -> Any:
-    """Turn pydantic's ``anyOf: [X, null]`` for optional fields into plain ``X``.
-
-    A manifest never needs an explicit null, and jsonschema's message for a failed ``anyOf`` ("is not valid
-    under any of the given schemas") hides the real problem ("is not of type 'integer'").
-    """
-    if isinstance(node, list):
-        return [_drop_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _drop_nullable(value) for key, value in node.items()}
-    branches = out.get("anyOf")
-    if isinstance(branches, list):
-        kept = [b for b in branches if b != {"type": "null"}]
-        if len(kept) == 1 and len(kept) < len(branches):
-            del out["anyOf"]
-            out = {**kept[0], **out}
-            if out.get("default", 0) is None:
-                del out["default"]
-    return out
-
-
-# --- Inside the program ----------------------------------------------------------------------------------------
-
-
-def canonical_json(value: Any) -> str:
-    """One text per value: sorted keys, no spaces, UTF-8 kept, so equal specs hash equally."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def content_hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+from reconciler.encoding import content_hash
+from reconciler.kinds import Metadata, PerfTestTaskSpec, TaskSuiteSpec
 
 
 def address_of(kind: str, *names: str) -> str:
@@ -319,19 +43,18 @@ class Resource:
     spec_hash: str
     source: SourceRef
 
-    @property
-    def provider_type(self) -> str:
-        return PROVIDER_TYPE_OF_KIND[self.kind]
-
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
-    """A provider document: its name, its type (``perftest`` or ``toloka``) and its validated spec."""
+    """A provider document: its name, its type (``perftest`` or ``toloka``) and its validated spec.
+
+    ``source`` is None for a provider rebuilt from a plan file, which records no manifest line.
+    """
 
     name: str
     type: str
     spec: dict[str, Any]
-    source: SourceRef
+    source: SourceRef | None = None
 
 
 def make_resource(*, address: str, kind: str, provider: str, spec: dict[str, Any], source: SourceRef) -> Resource:

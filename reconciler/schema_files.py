@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.kinds import KINDS, json_schema
 from reconciler.plan import PlanFileModel
-from reconciler.resources import KINDS, json_schema
 
 PACKAGE_DIR = Path(__file__).parent / "schemas"
 

@@ -7,7 +7,7 @@ import json
 import os
 
 from reconciler import datasource
-from reconciler.resources import content_hash
+from reconciler.encoding import content_hash
 
 
 def suite_set(source: str, **spec: object) -> str:

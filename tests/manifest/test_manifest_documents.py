@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.resources import content_hash
+from reconciler.encoding import content_hash
 
 TASK = """\
 apiVersion: reconciler/v1

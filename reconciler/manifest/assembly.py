@@ -1,0 +1,204 @@
+"""From valid documents to resources and providers: the checks that need every document at once, and the
+digest that names the result.
+
+A document is valid on its own, yet two of them may claim one address, one (test project, task name) or one
+provider name, and a resource may name a provider that no document declares. Those problems are found here,
+after every document was checked, so each is reported once, at the later of the two documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from reconciler import datasource
+from reconciler.encoding import canonical_json
+from reconciler.errors import Problem
+from reconciler.kinds import (
+    PERFTEST_TASK,
+    PROVIDER_KIND_OF_TYPE,
+    PROVIDER_KINDS,
+    PROVIDER_TYPE_OF_KIND,
+    TASK_SUITE,
+    TASK_SUITE_SET,
+    PerfTestTaskDocument,
+    TaskSuiteDocument,
+    TaskSuiteSetDocument,
+)
+from reconciler.manifest.files import Document
+from reconciler.resources import (
+    ProviderConfig,
+    Resource,
+    SourceRef,
+    address_of,
+    make_resource,
+    perftest_task_spec,
+    task_suite_spec,
+)
+
+_PROVIDER_TYPE_OF_PROVIDER_KIND = {kind: type_ for type_, kind in PROVIDER_KIND_OF_TYPE.items()}
+
+Checked = list[tuple[Document, BaseModel | None]]
+
+
+def manifest_digest(resources: dict[str, Resource], providers: dict[str, ProviderConfig]) -> str:
+    """Independent of file layout and order: moving a document to another file keeps the digest.
+
+    The resources go in as three columns (addresses, providers, spec hashes, in address order) rather than a
+    formatted line each, which at 100,000 suites would be a noticeable part of every plan."""
+    sha = hashlib.sha256()
+    for name in sorted(providers):
+        provider = providers[name]
+        sha.update(f"provider\t{name}\t{provider.type}\t{canonical_json(provider.spec)}\n".encode())
+    addresses = sorted(resources)
+    chosen = [resources[address] for address in addresses]
+    sha.update(f"resources\t{len(addresses)}\n".encode())
+    for column in (addresses, [r.provider for r in chosen], [r.spec_hash for r in chosen]):
+        sha.update("\n".join(column).encode())
+        sha.update(b"\0")
+    return sha.hexdigest()
+
+
+def _task_name_path(doc: Document) -> tuple[str, str]:
+    """Where a task's effective name is written: ``spec.name`` if given, else ``metadata.name``."""
+    spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+    return ("spec", "name") if isinstance(spec, dict) and spec.get("name") else ("metadata", "name")
+
+
+class Assembler:
+    """The checks that need every document at once, and the resources of the documents that pass them."""
+
+    def __init__(self, root: Path, problems: list[Problem], rank: dict[str, float]) -> None:
+        self.root = root
+        self.problems = problems
+        self.rank = rank
+        self.declared: dict[str, Document] = {}  # provider name -> first document declaring it
+
+    def assemble(self, checked: Checked) -> tuple[dict[str, Resource], dict[str, ProviderConfig]]:
+        providers = self._providers(checked)
+        repeated = self._unique_addresses(doc for doc, _ in checked if doc.kind not in PROVIDER_KINDS)
+        self._unique_task_names([(doc, model) for doc, model in checked if id(doc) not in repeated])
+        resources: dict[str, Resource] = {}
+        for doc, model in checked:
+            if model is None or doc.kind in PROVIDER_KINDS:
+                continue
+            provider = self._provider_of(doc, model)
+            made = self._resources(doc, model, provider or "")
+            if resources.keys().isdisjoint(made):  # true in any valid manifest; then 100,000 suites merge in one call
+                resources.update(made)
+            else:
+                for address, resource in made.items():
+                    resources.setdefault(address, resource)
+        return resources, providers
+
+    def _providers(self, checked: Checked) -> dict[str, ProviderConfig]:
+        providers: dict[str, ProviderConfig] = {}
+        for doc, model in checked:
+            if doc.kind not in PROVIDER_KINDS or doc.name is None:
+                continue
+            first = self.declared.setdefault(doc.name, doc)
+            if first is not doc:
+                where = first.where(("metadata", "name"))
+                message = f"provider name {doc.name!r} is already declared at {where} ({first.address})"
+                self.problems.append(doc.problem(("metadata", "name"), message))
+                continue
+            if model is None:
+                continue
+            if model.metadata.provider is not None:  # type: ignore[attr-defined]
+                message = "a provider document does not name a provider; remove metadata.provider"
+                self.problems.append(doc.problem(("metadata", "provider"), message))
+            spec = model.spec.model_dump(exclude_none=True)  # type: ignore[attr-defined]
+            source = SourceRef(doc.file.display, doc.line)
+            providers[doc.name] = ProviderConfig(doc.name, _PROVIDER_TYPE_OF_PROVIDER_KIND[doc.kind], spec, source)
+        return providers
+
+    def _unique_addresses(self, docs: Iterator[Document]) -> set[int]:
+        """Report every repeated address; the ids of the repeating documents, so no other check repeats it."""
+        first: dict[str, Document] = {}
+        repeated: set[int] = set()
+        for doc in docs:
+            address = doc.address
+            if address is None:
+                continue
+            earlier = first.setdefault(address, doc)
+            if earlier is not doc:
+                message = f"{address} is declared twice: here and at {earlier.where(('metadata', 'name'))}"
+                self.problems.append(doc.problem(("metadata", "name"), message))
+                repeated.add(id(doc))
+        return repeated
+
+    def _unique_task_names(self, checked: Checked) -> None:
+        """PerfTest has no idempotency key: recovery finds a task by (test project, name), so both must be
+        unique among the manifests."""
+        first: dict[tuple[int, str], Document] = {}
+        for doc, model in checked:
+            if not isinstance(model, PerfTestTaskDocument):
+                continue
+            name = model.spec.name or model.metadata.name
+            earlier = first.setdefault((model.spec.project_id, name), doc)
+            if earlier is not doc:
+                message = (
+                    f"test project {model.spec.project_id} already gets a task named {name!r} from "
+                    f"{earlier.address} at {earlier.where(_task_name_path(earlier))}; task names must be "
+                    "unique in a test project"
+                )
+                self.problems.append(doc.problem(_task_name_path(doc), message))
+
+    def _provider_of(self, doc: Document, model: BaseModel) -> str | None:
+        """The provider a resource names, or the only one of its type; None after reporting why there is none."""
+        assert doc.kind is not None
+        wanted = PROVIDER_KIND_OF_TYPE[PROVIDER_TYPE_OF_KIND[doc.kind]]
+        named: str | None = model.metadata.provider  # type: ignore[attr-defined]
+        if named is not None:
+            target = self.declared.get(named)
+            if target is None:
+                known = ", ".join(sorted(self.declared)) or "none"
+                message = f"no provider named {named!r} (providers: {known})"
+            elif target.kind != wanted:
+                message = f"provider {named!r} is a {target.kind}; a {doc.kind} needs a {wanted}"
+            else:
+                return named
+            self.problems.append(doc.problem(("metadata", "provider"), message))
+            return None
+        candidates = sorted(name for name, d in self.declared.items() if d.kind == wanted)
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            message = f"several {wanted} documents ({', '.join(candidates)}); set metadata.provider"
+        else:
+            message = f"no {wanted} document; add one (see examples/providers.yaml) or pass the file holding it"
+        self.problems.append(doc.problem(("metadata",), message))
+        return None
+
+    def _resources(self, doc: Document, model: BaseModel, provider: str) -> dict[str, Resource]:
+        source = SourceRef(doc.file.display, doc.line)
+        address = doc.address
+        assert address is not None
+        if isinstance(model, TaskSuiteSetDocument):
+            return self._suites(doc, model, provider)
+        if isinstance(model, PerfTestTaskDocument):
+            kind, spec = PERFTEST_TASK, perftest_task_spec(model.metadata, model.spec)
+        elif isinstance(model, TaskSuiteDocument):
+            kind, spec = TASK_SUITE, task_suite_spec(model.spec)
+        else:
+            return {}
+        return {address: make_resource(address=address, kind=kind, provider=provider, spec=spec, source=source)}
+
+    def _suites(self, doc: Document, model: TaskSuiteSetDocument, provider: str) -> dict[str, Resource]:
+        """A set's suites, read from its data file; the file's problems sort just after the manifest's."""
+        spec = model.spec
+        try:
+            data = datasource.resolve_source(spec.source, doc.file.path, self.root)
+            fmt = datasource.data_format(spec, data)
+        except datasource.SourceError as err:
+            self.problems.append(doc.problem(("spec", "source"), str(err)))
+            return {}
+        display = datasource.display_source(doc.file.display, spec.source)
+        self.rank.setdefault(display, self.rank.get(doc.file.display, -1.0) + 0.5)
+        address = address_of(TASK_SUITE_SET, model.metadata.name)
+        made = datasource.generate_suites(spec, data, fmt, display=display, address=address, provider=provider)
+        self.problems.extend(made.problems)
+        return made.suites
