@@ -1,23 +1,73 @@
-"""The state store: what reconciler remembers between runs, and the one protocol every backend implements.
+"""The state store contract: what reconciler remembers between runs, whatever keeps it.
 
-What a store holds (every backend, same meaning):
+Every backend (SQLite now, PostgreSQL next) implements ``StateStore`` with exactly these meanings; the suite in
+``tests/state`` (``test_store_contract.py``, ``test_lock_contract.py``, ``test_crash_contract.py``) runs
+against each. A backend chooses its own tables and encodings; only what follows is promised.
 
-- ``meta``: ``lineage``, a UUID fixed when the state is created (a plan made against one state can never be
-  applied to another), ``serial``, incremented by every committed change (a plan made before a change is
-  stale), and ``format_version``.
-- ``resources``: one row per address: kind, provider, the spec that was sent and its hash, ``status``
-  (``pending`` while an intent is unresolved, ``created``, ``failed``), the remote id once known, the
-  operation id of the last intent, the attempt number, the last error, timestamps, and the last refreshed
-  remote view.
-- ``intents``: one row per remote call that may create something (a Toloka batch or one PerfTest task),
-  committed *before* the call: operation id, provider, the ordered addresses it covers, the request
-  fingerprint, provider-specific detail needed to resolve it after a crash, and whether it is resolved.
-- ``journal``: append-only; every intent, outcome, import, forget and replacement, for audit and recovery.
-- ``lock``: at most one holder, with operation, start time and expiry; a heartbeat keeps it alive, so a
-  killed run blocks the next one only until its lock expires.
+What a state holds:
 
-Every write method is one transaction and bumps ``serial`` once; writes are incremental (only the rows an
-intent or outcome touches), never a rewrite of the whole state.
+- **meta**: ``lineage``, a UUID fixed when the state is created (a plan made against one state is never
+  applied to another); ``serial``, bumped by every committed change (a plan made before a change is stale);
+  ``format_version``, the backend's layout version (``FORMAT_VERSION``).
+- **resources**: what reconciler created or adopted, one per address: kind, provider, the spec sent and its
+  hash, ``status`` (``created``, ``failed``, or ``pending``: see below), the remote id once known, the
+  operation id of the intent that last wrote it, attempt, last error, ``created_at`` (when the address first
+  appeared; kept by later writes), ``updated_at``, and the last refreshed remote view with its time.
+- **intents**: one per remote call that may create objects, committed *before* the call: an operation id
+  (unique forever), provider, ``action``, the addresses it covers in request order, a request fingerprint,
+  ``detail`` (what the provider needs to settle the call after a crash), its time, and whether it is
+  resolved. Its **members** are what each address will be if the call creates it (a ``PendingResource``:
+  kind, provider, spec, spec hash, attempt, and the remote id it replaces, if any).
+- **outcomes**: what became of an address of an intent (``Outcome``: created with a remote id and maybe a
+  remote view, or failed with an error).
+- **journal**: every change, as entries numbered 1, 2, 3, ... with no gap, never rewritten or removed.
+- **lock**: at most one holder, with lock id, holder, operation, start and expiry.
+
+Invariants:
+
+- *Intent before call.* ``record_intent`` returns only once the intent is durable: a process killed right
+  after (even by a power cut) leaves it in ``open_intents``, with its addresses pending.
+- *Outcomes for the intent's addresses only.* ``record_outcomes`` refuses an address the intent does not
+  cover (ValueError) and an unknown operation id (StateError). An outcome makes its address's resource say
+  the outcome, with kind, provider, spec, hash and attempt as its member said, unless the resource was last
+  written by a newer intent: then only the journal gets it. An intent may get outcomes in several calls.
+- *A resolved intent closes.* ``resolved=True`` takes it out of ``open_intents`` for good; addresses it left
+  without an outcome keep the resource they had (none, if they had none).
+- *Pending.* An address is ``pending`` while an open intent covers it and that intent is newer (recorded later)
+  than whatever last wrote its resource: no resource, an imported one, or one written by an older intent.
+  It then reads as the newest such intent's member: status pending, that operation id, no remote id, no
+  error, no remote view, ``updated_at`` the intent's time, ``created_at`` kept from the resource if there is
+  one. ``forget`` and ``import_resource`` refuse a pending address (StateError saying it is pending and naming
+  ``reconciler apply``): the interrupted call may have created it.
+- *Serial.* Each committed call of ``record_intent``, ``record_outcomes``, ``forget``, ``import_resource``
+  and ``record_refresh`` bumps ``serial`` exactly once (a call with nothing to write, such as no outcomes and
+  ``resolved=False``, or no views, commits nothing). Lock methods never bump it. A refused call changes
+  nothing at all, journal included.
+- *One transaction per write.* Every write method above, and every lock method, is one transaction: all of
+  it is committed or none. Concurrent writers (threads, processes, machines) are serialised and lose nothing.
+  ``summaries`` streams one consistent snapshot without holding up writers; every other read sees one
+  snapshot of committed data. Writes touch only the rows they concern, never the whole state.
+- *Journal.* Append-only, in commit order. Entries (event: detail): ``intent``: ``spec_hash``, ``attempt``;
+  ``replaced``: ``remote_id``; an outcome's ``created`` or ``failed``: ``remote_id`` and ``error``,
+  each only if set; ``resolved``: ``{}``; ``forgotten``: ``kind``, ``provider``, ``remote_id``,
+  ``status``, ``spec_hash``; ``imported``: ``kind``, ``provider``, ``remote_id``, ``spec_hash``;
+  ``refreshed``: ``count`` (rows updated), ``gone`` (views that were None); ``lock_taken_over``: ``lock_id``,
+  ``holder``, ``operation``, ``expired_at``; ``lock_broken``: ``lock_id``, ``holder``, ``operation``,
+  ``since``. ``record_intent`` journals an ``intent`` entry per address, in the order given, then a
+  ``replaced`` entry per address replacing an object; ``record_outcomes`` an entry per outcome, in the order
+  given, then ``resolved`` if it resolves. Entries of one write share its time and operation id.
+- *Lock.* A lease, advisory: writes do not check it (``held_lock`` in ``reconciler.state.lock`` holds it for
+  a run). ``acquire_lock`` takes a free or expired lock (journalling ``lock_taken_over`` for an expired one)
+  or raises StateLockedError naming the holder. ``renew_lock`` extends our lock, even lapsed, while nobody
+  has taken it; it raises StateLockedError if someone has, StateError if it was broken and is free.
+  ``release_lock`` of a lock no longer ours does nothing. ``force_unlock`` breaks the lock with that id
+  (journalling ``lock_broken``), or raises StateError. Expiry is judged by the store's clock.
+- *Only a state is opened.* Opening an empty location creates a state (new lineage, serial 0). A location that
+  holds anything but a complete reconciler state is refused with StateError and left untouched; a state of a
+  newer format is refused with StateVersionError; an older format is upgraded in place, once, in one
+  transaction, keeping lineage, serial, resources, open intents and journal as they read before.
+- *Times* are UTC ISO 8601 text of fixed width with microseconds and a ``Z`` (``2026-01-02T03:04:05.000006Z``),
+  so they sort as strings.
 """
 
 from __future__ import annotations
@@ -27,7 +77,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class Status(StrEnum):
@@ -76,9 +126,11 @@ class ResourceRecord:
 
 
 class PendingResource(NamedTuple):
-    """A resource an intent is about to create; ``replaces`` is the remote id it supersedes, if any.
+    """What an intent's call will make of one address (a member of the intent); ``replaces`` is the remote id
+    it supersedes, if any.
 
-    A named tuple, as ``Outcome``: a batch makes thousands, and a frozen dataclass costs twice as much to build.
+    A named tuple, as ``Outcome``: one call may cover thousands, and a frozen dataclass costs twice as much to
+    build.
     """
 
     address: str
@@ -94,9 +146,9 @@ class PendingResource(NamedTuple):
 class Intent:
     """A remote call that may create objects, recorded before it is sent.
 
-    ``action`` is ``toloka_batch`` or ``perftest_create``; ``addresses`` are in request order (item ``i`` of
-    a Toloka batch is ``addresses[i]``); ``detail`` holds what recovery needs (query options, the ids of
-    same-named PerfTest tasks that existed before the call, ...).
+    ``addresses`` are in request order (item ``i`` of the request is ``addresses[i]``). ``action`` names the
+    kind of call and ``detail`` holds what its provider needs to settle it after a crash; the store keeps both
+    as given and reads neither.
     """
 
     operation_id: str
@@ -139,46 +191,48 @@ class LockInfo:
 
 
 class StateStore(Protocol):
-    """Every method is keyword-only past ``self``; every write is one transaction that bumps ``serial``."""
+    """The contract of the module docstring. Every method is keyword-only past ``self``."""
 
     def meta(self) -> StateMeta: ...
 
     def summaries(self) -> Iterator[ResourceSummary]:
-        """Every resource, streamed from one consistent snapshot, in no promised order."""
+        """Every resource, pending ones included, streamed from one consistent snapshot, in no promised order."""
 
     def get(self, *, address: str) -> ResourceRecord | None: ...
 
-    def get_many(self, *, addresses: Iterable[str]) -> dict[str, ResourceRecord]: ...
+    def get_many(self, *, addresses: Iterable[str]) -> dict[str, ResourceRecord]:
+        """The known ones of ``addresses`` (duplicates and unknown addresses allowed), by address."""
 
     def record_intent(self, *, intent: Intent, resources: Sequence[PendingResource]) -> None:
-        """Commit the intent and mark its resources ``pending`` with its operation id, before any call.
+        """Commit the intent, whose members are ``resources``, before its call: its addresses are pending from now.
 
-        ``resources`` are exactly ``intent.addresses``; the store stamps ``created_at``. An operation id that
-        is already recorded raises StateError: a resend reuses the open intent, it does not record another.
+        ``resources`` cover exactly ``intent.addresses``, once each (else ValueError); the store stamps
+        ``created_at``. An operation id already recorded raises StateError: a resend reuses the open intent.
         """
 
     def record_outcomes(self, *, operation_id: str, outcomes: Sequence[Outcome], resolved: bool) -> None:
-        """Commit what is known of an intent's addresses; ``resolved`` closes the intent.
+        """Commit what is known of some of an intent's addresses; ``resolved`` closes the intent.
 
-        An unknown operation id raises StateError. A row whose latest intent is another one is left as it is
-        (the outcome still goes to the journal).
+        An unknown operation id raises StateError; an address outside the intent, ValueError. A resource last
+        written by a newer intent is left as it is (the outcome still goes to the journal).
         """
 
-    def update_intent_detail(self, *, operation_id: str, detail: dict[str, Any]) -> None:
-        """Replace an open intent's detail (e.g. once the request was sent), without bumping the serial."""
-
-    def open_intents(self) -> list[Intent]: ...
+    def open_intents(self) -> list[Intent]:
+        """Unresolved intents, oldest first."""
 
     def forget(self, *, address: str) -> None:
-        """Drop a resource from the state (the remote object stays); raises UnknownAddressError."""
+        """Drop a resource from the state (the remote object stays); raises UnknownAddressError, or StateError
+        for a pending address."""
 
     def import_resource(
         self, *, address: str, kind: str, provider: str, remote_id: str, spec: dict[str, Any], spec_hash: str
     ) -> None:
-        """Adopt an existing remote object as ``created``; raises StateError if the address is known."""
+        """Adopt an existing remote object as ``created`` (attempt 0, no operation id); raises StateError if the
+        address is known or pending."""
 
     def record_refresh(self, *, views: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
-        """Store the remote view of each address as last read (``None``: the object is gone)."""
+        """Store the remote view of each address as last read (``None``: the object is gone); addresses not in
+        the state are skipped."""
 
     def history(self, *, address: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """The latest ``limit`` journal entries (of ``address`` only, if given), oldest first."""

@@ -17,7 +17,7 @@ import pytest
 from state_builders import create, record
 
 from reconciler.errors import StateError
-from reconciler.state import FORMAT_VERSION, Outcome, SqliteStateStore, Status
+from reconciler.state import FORMAT_VERSION, Outcome, SqliteStateStore, StateMeta, Status
 
 
 @pytest.fixture
@@ -221,3 +221,141 @@ def test_state_of_format_one_is_upgraded_and_keeps_its_journal(tmp_path: Path) -
         after = store.history(limit=1000)
     assert after[: len(before)] == before
     assert [e.seq for e in after] == list(range(1, len(after) + 1))
+
+
+#: What format 1's store created (``git show fa2d2f8^:reconciler/state/sqlite.py``): resource rows carry every
+#: column, an intent writes a pending row per address, the journal is one row per entry.
+FORMAT_1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL);
+CREATE TABLE resources (
+    address TEXT PRIMARY KEY, kind TEXT NOT NULL, provider TEXT NOT NULL, spec_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'created', 'failed')), remote_id TEXT, operation_id TEXT,
+    attempt INTEGER NOT NULL, error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, refreshed_at TEXT,
+    spec TEXT NOT NULL, remote TEXT
+);
+CREATE TABLE intents (
+    seq INTEGER PRIMARY KEY, operation_id TEXT NOT NULL UNIQUE, provider TEXT NOT NULL, action TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, created_at TEXT NOT NULL, resolved INTEGER NOT NULL DEFAULT 0, resolved_at TEXT,
+    addresses TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX intents_open ON intents (seq) WHERE resolved = 0;
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, address TEXT, operation_id TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX journal_address ON journal (address);
+CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TABLE lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1), lock_id TEXT NOT NULL, holder TEXT NOT NULL, operation TEXT NOT NULL,
+    started_at TEXT NOT NULL, expires_at TEXT NOT NULL, expires REAL NOT NULL
+);
+PRAGMA application_id = 1380142668;
+"""
+
+
+def _format_1_state(path: Path) -> dict[str, Any]:
+    """A format 1 state, row by row: intent ``op-1`` over a, b, c is open (b already created); intent ``op-2``,
+    recorded later over c, created it. Returns the specs and times it holds."""
+    spec = {a: {"pool_id": "pool-1", "name": a} for a in ("TaskSuite/a", "TaskSuite/b", "TaskSuite/c")}
+    t = [f"2026-01-01T00:00:0{i}.000000Z" for i in range(6)]
+    resources = [  # address, spec_hash, status, remote_id, operation_id, attempt, created_at, updated_at
+        ("TaskSuite/a", "ha", "pending", None, "op-1", 1, t[0], t[1]),
+        ("TaskSuite/b", "hb", "created", "r-b", "op-1", 0, t[1], t[2]),
+        ("TaskSuite/c", "hc2", "created", "r-c", "op-2", 0, t[1], t[4]),
+    ]
+    intents = [
+        (1, "op-1", t[1], 0, None, ["TaskSuite/a", "TaskSuite/b", "TaskSuite/c"]),
+        (2, "op-2", t[3], 1, t[4], ["TaskSuite/c"]),
+    ]
+    journal = [  # at, event, address, operation_id, detail
+        (t[1], "intent", "TaskSuite/a", "op-1", {"spec_hash": "ha", "attempt": 1}),
+        (t[1], "intent", "TaskSuite/b", "op-1", {"spec_hash": "hb", "attempt": 0}),
+        (t[1], "intent", "TaskSuite/c", "op-1", {"spec_hash": "hc", "attempt": 0}),
+        (t[2], "created", "TaskSuite/b", "op-1", {"remote_id": "r-b"}),
+        (t[3], "intent", "TaskSuite/c", "op-2", {"spec_hash": "hc2", "attempt": 0}),
+        (t[4], "created", "TaskSuite/c", "op-2", {"remote_id": "r-c"}),
+        (t[4], "resolved", None, "op-2", {}),
+    ]
+    with sqlite3.connect(path) as db:
+        db.executescript(FORMAT_1_SCHEMA)
+        db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("lineage", "11111111-2222-3333-4444-555555555555"), ("serial", 4), ("format_version", 1)],
+        )
+        db.executemany(
+            "INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, "
+            "created_at, updated_at, spec) VALUES (?1, 'TaskSuite', 'toloka', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            [(*row, json.dumps(spec[row[0]])) for row in resources],
+        )
+        db.executemany(
+            "INSERT INTO intents (seq, operation_id, provider, action, fingerprint, created_at, resolved, "
+            "resolved_at, addresses, detail) VALUES (?, ?, 'toloka', 'toloka_batch', 'f', ?, ?, ?, ?, '{}')",
+            [(*row[:5], json.dumps(row[5])) for row in intents],
+        )
+        db.executemany(
+            "INSERT INTO journal (at, event, address, operation_id, detail) VALUES (?, ?, ?, ?, ?)",
+            [(*row[:4], json.dumps(row[4])) for row in journal],
+        )
+    db.close()
+    return {"spec": spec, "times": t, "journal": journal}
+
+
+def test_open_intent_of_format_one_is_upgraded_and_settles_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    made = _format_1_state(path)
+    with SqliteStateStore(path, clock=lambda: 1_790_000_000.0) as store:
+        assert store.meta() == StateMeta("11111111-2222-3333-4444-555555555555", 4, FORMAT_VERSION)
+        history = store.history(limit=100)
+        assert [(e.seq, e.at, e.event, e.address, e.operation_id, e.detail) for e in history] == [
+            (i, *row) for i, row in enumerate(made["journal"], start=1)
+        ]
+        assert {s.address: (s.status, s.remote_id, s.operation_id, s.attempt) for s in store.summaries()} == {
+            "TaskSuite/a": (Status.PENDING, None, "op-1", 1),
+            "TaskSuite/b": (Status.CREATED, "r-b", "op-1", 0),
+            "TaskSuite/c": (Status.CREATED, "r-c", "op-2", 0),
+        }
+        [opened] = store.open_intents()
+        assert opened.operation_id == "op-1"
+        store.record_outcomes(
+            operation_id="op-1",
+            outcomes=[
+                Outcome("TaskSuite/c", Status.CREATED, remote_id="late"),
+                Outcome("TaskSuite/a", Status.CREATED, remote_id="r-a", remote={"id": "r-a"}),
+            ],
+            resolved=True,
+        )
+        late = [Outcome("TaskSuite/c", Status.FAILED, error="late")]
+        store.record_outcomes(operation_id="op-2", outcomes=late, resolved=False)  # resolved before the upgrade
+        records = store.get_many(addresses=["TaskSuite/a", "TaskSuite/b", "TaskSuite/c"])
+        after = store.history(limit=100)
+        assert store.open_intents() == []
+        assert store.meta().serial == 6
+    a, b, c = (records[f"TaskSuite/{x}"] for x in "abc")
+    assert (a.status, a.remote_id, a.remote, a.operation_id) == (Status.CREATED, "r-a", {"id": "r-a"}, "op-1")
+    assert (a.kind, a.provider, a.spec, a.spec_hash, a.attempt) == (
+        "TaskSuite",
+        "toloka",
+        made["spec"]["TaskSuite/a"],
+        "ha",
+        1,
+    )
+    assert (a.created_at, a.updated_at, a.refreshed_at) == (made["times"][0], *["2026-09-21T14:13:20.000000Z"] * 2)
+    assert (b.status, b.remote_id, b.spec) == (Status.CREATED, "r-b", made["spec"]["TaskSuite/b"])
+    assert (c.status, c.remote_id, c.operation_id) == (Status.CREATED, "r-c", "op-2")
+    assert after[: len(history)] == history
+    assert [(e.event, e.address, e.detail) for e in after[len(history) :]] == [
+        ("created", "TaskSuite/c", {"remote_id": "late"}),
+        ("created", "TaskSuite/a", {"remote_id": "r-a"}),
+        ("resolved", None, {}),
+        ("failed", "TaskSuite/c", {"error": "late"}),
+    ]
+    with sqlite3.connect(path) as db:
+        members = db.execute("SELECT heads, specs FROM intent_members WHERE operation_id = 'op-1'").fetchone()
+    db.close()
+    assert [json.loads(m) for m in members] == [
+        [["TaskSuite/a", "TaskSuite", "toloka", "ha", 1, None], ["TaskSuite/b", "TaskSuite", "toloka", "hb", 0, None]],
+        [made["spec"]["TaskSuite/a"], made["spec"]["TaskSuite/b"]],
+    ]

@@ -9,7 +9,7 @@ from state_backends import Backend
 from state_builders import create, intent_for, pending, record
 
 from reconciler.errors import StateError, StateVersionError, UnknownAddressError
-from reconciler.state import FORMAT_VERSION, Outcome, StateStore, Status
+from reconciler.state import FORMAT_VERSION, Intent, Outcome, StateStore, Status
 
 
 def test_new_state_has_a_lineage_and_serial_zero(store: StateStore) -> None:
@@ -52,14 +52,12 @@ def test_every_committed_change_bumps_the_serial_once(store: StateStore) -> None
     assert serial() == 6
 
 
-def test_intent_detail_and_locks_leave_the_serial_alone(store: StateStore) -> None:
-    intent = record(store, "TaskSuite/a")
-    store.update_intent_detail(operation_id=intent.operation_id, detail={"sent": True})
+def test_locks_leave_the_serial_alone(store: StateStore) -> None:
+    record(store, "TaskSuite/a")
     lock = store.acquire_lock(holder="me", operation="apply", ttl=30)
     store.renew_lock(lock_id=lock.lock_id, ttl=30)
     store.release_lock(lock_id=lock.lock_id)
     assert store.meta().serial == 1
-    assert store.open_intents()[0].detail == {"sent": True}
 
 
 def test_a_refused_write_changes_nothing(store: StateStore) -> None:
@@ -126,6 +124,47 @@ def test_outcome_with_remote_view_stores_it(store: StateStore) -> None:
     )
     row = store.get(address="PerfTestTask/a")
     assert row is not None and row.remote == view and row.refreshed_at is not None
+
+
+def test_outcomes_of_every_kind_in_one_call_reach_their_own_addresses(store: StateStore) -> None:
+    resources = [pending(f"TaskSuite/{x}", attempt=i, spec={"n": i}) for i, x in enumerate("abcde")]
+    intent = intent_for(resources)
+    store.record_intent(intent=intent, resources=list(reversed(resources)))
+    outcomes = [
+        Outcome("TaskSuite/d", Status.CREATED, "r-d"),
+        Outcome("TaskSuite/b", Status.FAILED, error="quota"),
+        Outcome("TaskSuite/e", Status.CREATED, "r-e", remote={"id": "r-e"}),
+        Outcome("TaskSuite/a", Status.CREATED, "r-a"),
+    ]
+    store.record_outcomes(operation_id=intent.operation_id, outcomes=outcomes, resolved=False)
+    found = store.get_many(addresses=intent.addresses)
+    assert {a: (r.status, r.remote_id, r.error, r.remote) for a, r in found.items()} == {
+        "TaskSuite/a": (Status.CREATED, "r-a", None, None),
+        "TaskSuite/b": (Status.FAILED, None, "quota", None),
+        "TaskSuite/c": (Status.PENDING, None, None, None),
+        "TaskSuite/d": (Status.CREATED, "r-d", None, None),
+        "TaskSuite/e": (Status.CREATED, "r-e", None, {"id": "r-e"}),
+    }
+    for r in resources:
+        row = found[r.address]
+        assert (row.kind, row.provider, row.spec, row.spec_hash, row.attempt) == (
+            r.kind,
+            r.provider,
+            r.spec,
+            r.spec_hash,
+            r.attempt,
+        )
+    assert [(e.event, e.address) for e in store.history(limit=4)] == [(o.status, o.address) for o in outcomes]
+
+
+def test_an_intent_over_no_address_leaves_the_journal_usable(store: StateStore) -> None:
+    intent = Intent("op-empty", "toloka", "toloka_batch", (), "f")
+    store.record_intent(intent=intent, resources=[])
+    store.record_outcomes(operation_id=intent.operation_id, outcomes=[], resolved=True)
+    create(store, "TaskSuite/a")
+    events = [(1, "resolved"), (2, "intent"), (3, "created"), (4, "resolved")]
+    assert [(e.seq, e.event) for e in store.history()] == events
+    assert store.open_intents() == [] and store.meta().serial == 4
 
 
 def test_open_intents_keep_creation_order_and_address_order(store: StateStore) -> None:
@@ -241,12 +280,6 @@ def test_late_outcome_of_a_superseded_intent_only_reaches_the_journal(store: Sta
     row = store.get(address="TaskSuite/a")
     assert row is not None and (row.status, row.operation_id) == (Status.PENDING, new.operation_id)
     assert store.history(address="TaskSuite/a")[-1].detail == {"remote_id": "old"}
-
-
-def test_intent_detail_of_a_closed_intent_cannot_change(store: StateStore) -> None:
-    intent = create(store, "TaskSuite/a")
-    with pytest.raises(StateError):
-        store.update_intent_detail(operation_id=intent.operation_id, detail={"x": 1})
 
 
 def test_summaries_carry_what_the_planner_compares(store: StateStore) -> None:
