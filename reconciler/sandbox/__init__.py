@@ -5,13 +5,17 @@ answers) can be tested end to end over real HTTP, and so the quickstart needs no
 ``shared/api-notes.md``; the official clients (``toloka-kit``, ``huaweicloudsdkcpts``) run against it
 unchanged in ``tests/conformance``.
 
-Layout: ``world`` (what exists; pure Python, no HTTP) with ``store`` (memory or SQLite) and ``validation``;
-``perftest``, ``toloka`` and ``admin`` (the routes); ``app`` (the middleware: request ids, stats, rate limits,
-faults); ``server`` (uvicorn in a thread); ``cli`` (``reconciler sandbox serve``).
+Layout: ``world`` (what exists; pure Python, no HTTP) over a shared ``ledger`` (lock, clock, id counters) and
+``persistence`` (memory or SQLite), with one part per API: ``perftest_world`` and ``toloka_world`` (over
+``toloka_suites`` and ``toloka_operations``); ``validation`` (what a request body may hold); ``perftest``,
+``toloka`` and ``admin`` (the routes); ``runtime`` (the running server's world, limits, faults and stats);
+``app`` (the middleware: request ids, stats, rate limits, faults); ``server`` (uvicorn in a thread); ``cli``
+(``reconciler sandbox serve``).
 """
 
 from .client import SandboxAdmin
 from .faults import FaultSpec, FaultSpecError
+from .persistence import StoreError
 from .seed import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_CLOUD_PROJECT_ID,
@@ -25,7 +29,6 @@ from .seed import (
     SeedError,
 )
 from .server import SandboxServer
-from .store import StoreError
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",

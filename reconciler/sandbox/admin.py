@@ -14,10 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .faults import FaultSpec, FaultSpecError
+from .ledger import MissingObject
 from .responses import json_response
+from .runtime import sandbox_of
 from .seed import PoolSeed, SandboxSeed, SeedError
-from .state import sandbox_of
-from .world import MissingObject
 
 
 def _error(status: int, message: str) -> Response:
@@ -90,7 +90,7 @@ async def add_pool(request: Request) -> Response:
     except (ValueError, SeedError) as exc:
         return _error(400, str(exc))
     pool: PoolSeed = seed.pools[0]
-    return json_response(sandbox_of(request).world.add_pool(pool), 201)
+    return json_response(sandbox_of(request).world.toloka.add_pool(pool), 201)
 
 
 async def add_test_project(request: Request) -> Response:
@@ -99,8 +99,8 @@ async def add_test_project(request: Request) -> Response:
     except (ValueError, SeedError) as exc:
         return _error(400, str(exc))
     project = seed.test_projects[0]
-    world = sandbox_of(request).world
-    return json_response(world.add_test_project(project.id, project.name, project.description), 201)
+    perftest = sandbox_of(request).world.perftest
+    return json_response(perftest.add_test_project(project.id, project.name, project.description), 201)
 
 
 async def info(request: Request) -> Response:

@@ -37,7 +37,7 @@ from .responses import (
     toloka_error,
     toloka_error_body,
 )
-from .state import SandboxState
+from .runtime import SandboxRuntime
 
 _INCOMPLETE_ON_PURPOSE = "ASGI callable returned without completing response."
 
@@ -101,7 +101,7 @@ class _Captured:
 
 
 class SandboxMiddleware:
-    def __init__(self, app: Starlette, sandbox: SandboxState) -> None:
+    def __init__(self, app: Starlette, sandbox: SandboxRuntime) -> None:
         self.app = app
         self.sandbox = sandbox
         self.routes: list[BaseRoute] = list(app.routes)
@@ -209,7 +209,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return json_response({"error": message}, status)
 
 
-def build_app(sandbox: SandboxState) -> ASGIApp:
+def build_app(sandbox: SandboxRuntime) -> ASGIApp:
     app = Starlette(
         routes=[*perftest.routes, *toloka.routes, *admin.routes],
         exception_handlers={404: _not_found, 405: _not_found},

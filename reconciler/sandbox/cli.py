@@ -12,9 +12,9 @@ from types import FrameType
 import click
 
 from .faults import FaultSpec, FaultSpecError
+from .persistence import StoreError
 from .seed import SandboxSeed, SeedError
 from .server import SandboxServer
-from .store import StoreError
 
 
 def _limit(value: float) -> float | None:

@@ -18,6 +18,8 @@ from starlette.routing import Route
 
 from reconciler.providers import signing
 
+from .ledger import MissingObject
+from .perftest_world import PerfTestWorld
 from .responses import (
     CPTS_BAD_REQUEST,
     CPTS_MISSING,
@@ -29,13 +31,16 @@ from .responses import (
     gateway_error,
     json_response,
 )
-from .state import sandbox_of
+from .runtime import sandbox_of
 from .validation import InvalidTaskBody, check_task_body
-from .world import MissingObject
 
 MAX_CLOCK_SKEW_S = 15 * 60
 DEFAULT_PAGE = 10
 MAX_PAGE = 100
+
+
+def _world(request: Request) -> PerfTestWorld:
+    return sandbox_of(request).world.perftest
 
 
 def _check_auth(request: Request, body: bytes) -> Response | None:
@@ -179,7 +184,7 @@ async def create_task(request: Request) -> Response:
         message = str(exc) if isinstance(exc, InvalidTaskBody) else "the request body is not valid JSON"
         return cpts_error(400, CPTS_BAD_REQUEST, message)
     try:
-        task = sandbox_of(request).world.create_task(fields)
+        task = _world(request).create_task(fields)
     except MissingObject:
         return _missing(f"test project {fields['project_id']}")
     return json_response({"code": CPTS_OK, "message": "success", "task_id": task["id"]}, 201)
@@ -192,7 +197,7 @@ async def show_task(request: Request) -> Response:
     if not raw.isdigit():
         return cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
     try:
-        task = sandbox_of(request).world.get_task(int(raw))
+        task = _world(request).get_task(int(raw))
     except MissingObject:
         return _missing(f"task {raw}")
     return json_response({"code": CPTS_OK, "message": "success", "taskInfo": _task_info(task)})
@@ -215,7 +220,7 @@ async def list_tasks(request: Request) -> Response:
     if not 1 <= limit <= MAX_PAGE:
         return cpts_error(400, CPTS_BAD_REQUEST, f"limit must be between 1 and {MAX_PAGE}")
     try:
-        tasks = sandbox_of(request).world.list_tasks(int(raw), offset, limit)
+        tasks = _world(request).list_tasks(int(raw), offset, limit)
     except MissingObject:
         return _missing(f"test project {raw}")
     return json_response({"code": CPTS_OK, "message": "success", "extend": [], "tasks": [_task_row(t) for t in tasks]})
@@ -235,7 +240,7 @@ async def create_test_project(request: Request) -> Response:
     description = data.get("description") or ""
     if not isinstance(description, str):
         return cpts_error(400, CPTS_BAD_REQUEST, "description must be a string")
-    project = sandbox_of(request).world.add_test_project(None, name, description)
+    project = _world(request).add_test_project(None, name, description)
     return json_response({"code": CPTS_OK, "message": "success", "project_id": project["id"]}, 201)
 
 
@@ -246,7 +251,7 @@ async def show_test_project(request: Request) -> Response:
     if not raw.isdigit():
         return cpts_error(400, CPTS_BAD_REQUEST, "the test project id must be an integer")
     try:
-        project = sandbox_of(request).world.get_test_project(int(raw))
+        project = _world(request).get_test_project(int(raw))
     except MissingObject:
         return _missing(f"test project {raw}")
     return json_response({"code": CPTS_OK, "message": "success", "project": project})

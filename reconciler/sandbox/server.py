@@ -17,9 +17,9 @@ import uvicorn
 from .app import build_app
 from .faults import FaultSpec
 from .limits import Limits
+from .persistence import MemoryStore, SqliteStore, Store
+from .runtime import SandboxRuntime
 from .seed import Credentials, SandboxSeed
-from .state import SandboxState
-from .store import MemoryStore, SqliteStore, Store
 from .world import World
 
 _STARTUP_TIMEOUT_S = 10.0
@@ -64,7 +64,7 @@ class SandboxServer:
         self.operation_base_s = operation_base_s
         self.operation_per_item_s = operation_per_item_s
         self.log_level = log_level
-        self.state: SandboxState | None = None
+        self.runtime: SandboxRuntime | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
@@ -82,9 +82,9 @@ class SandboxServer:
     @property
     def world(self) -> World:
         """The live world, for in-process inspection (prefer ``/_sandbox/objects`` in tests)."""
-        if self.state is None:
+        if self.runtime is None:
             raise RuntimeError("the sandbox is not started")
-        return self.state.world
+        return self.runtime.world
 
     @property
     def is_running(self) -> bool:
@@ -107,9 +107,9 @@ class SandboxServer:
             world.close()
             raise
         self.port = sock.getsockname()[1]
-        self.state = SandboxState(world, self.limits, self.faults)
+        self.runtime = SandboxRuntime(world, self.limits, self.faults)
         config = uvicorn.Config(
-            build_app(self.state),
+            build_app(self.runtime),
             http="auto",
             loop="asyncio",
             lifespan="off",
@@ -166,8 +166,8 @@ class SandboxServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self.state is not None:
-            self.state.world.close()
+        if self.runtime is not None:
+            self.runtime.world.close()
         self._server = None
         self._thread = None
 

@@ -11,14 +11,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .ledger import MissingObject
+from .limits import Limits
 from .responses import json_response, toloka_error
-from .state import sandbox_of
+from .runtime import sandbox_of
+from .toloka_suites import SuiteOptions, SuiteQuery, toloka_time
+from .toloka_world import OperationExists, SuitesInvalid, TolokaWorld
 from .validation import FieldErrors
-from .world import MissingObject, OperationExists, SuiteOptions, SuiteQuery, SuitesInvalid, toloka_time
 
 MAX_SEARCH_LIMIT = 100_000
 SORT_KEYS = ("id", "-id", "created", "-created")
 _BOOLEAN_PARAMS = ("async_mode", "skip_invalid_items", "allow_defaults", "open_pool")
+
+
+def _world(request: Request) -> TolokaWorld:
+    return sandbox_of(request).world.toloka
 
 
 class BadQuery(ValueError):
@@ -86,37 +93,24 @@ def _keyed(errors: dict[int, FieldErrors]) -> dict[str, FieldErrors]:
     return {str(index): problem for index, problem in sorted(errors.items())}
 
 
-async def create_task_suites(request: Request) -> Response:
-    if (denied := _check_auth(request)) is not None:
-        return denied
-    sandbox = sandbox_of(request)
-    if not request.headers.get("content-type", "").lower().startswith("application/json"):
-        return toloka_error(request, 415, "Content-Type must be application/json")
-    try:
-        async_mode = _boolean(request, "async_mode")
-        options = SuiteOptions(
-            allow_defaults=_boolean(request, "allow_defaults"),
-            open_pool=_boolean(request, "open_pool"),
-            skip_invalid_items=_boolean(request, "skip_invalid_items"),
-        )
-        operation_id = request.query_params.get("operation_id") or None
-        if operation_id is not None:
-            try:
-                uuid.UUID(operation_id)
-            except ValueError:
-                raise BadQuery("operation_id", "operation_id must be an RFC 4122 UUID") from None
-    except BadQuery as exc:
-        return _bad_query(request, exc)
-    body = await request.body()
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return toloka_error(request, 400, "The request body is not valid JSON")
-    single = isinstance(data, dict)
-    if not single and not isinstance(data, list):
-        return toloka_error(request, 400, "The request body must be a task suite or an array of task suites")
-    items: list[Any] = [data] if single else data
-    limits = sandbox.limits
+def _creation_params(request: Request) -> tuple[bool, SuiteOptions, str | None]:
+    """``async_mode``, the options, and the ``operation_id`` of a create, or ``BadQuery``."""
+    async_mode = _boolean(request, "async_mode")
+    options = SuiteOptions(
+        allow_defaults=_boolean(request, "allow_defaults"),
+        open_pool=_boolean(request, "open_pool"),
+        skip_invalid_items=_boolean(request, "skip_invalid_items"),
+    )
+    operation_id = request.query_params.get("operation_id") or None
+    if operation_id is not None:
+        try:
+            uuid.UUID(operation_id)
+        except ValueError:
+            raise BadQuery("operation_id", "operation_id must be an RFC 4122 UUID") from None
+    return async_mode, options, operation_id
+
+
+def _too_large(request: Request, limits: Limits, body: bytes, items: list[Any], async_mode: bool) -> Response | None:
     if not async_mode and len(items) > limits.max_sync_suites:
         return toloka_error(
             request,
@@ -129,7 +123,31 @@ async def create_task_suites(request: Request) -> Response:
             413,
             f"The input_values of one request add up to more than {limits.max_input_bytes} bytes",
         )
-    world = sandbox.world
+    return None
+
+
+async def create_task_suites(request: Request) -> Response:
+    if (denied := _check_auth(request)) is not None:
+        return denied
+    sandbox = sandbox_of(request)
+    if not request.headers.get("content-type", "").lower().startswith("application/json"):
+        return toloka_error(request, 415, "Content-Type must be application/json")
+    try:
+        async_mode, options, operation_id = _creation_params(request)
+    except BadQuery as exc:
+        return _bad_query(request, exc)
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return toloka_error(request, 400, "The request body is not valid JSON")
+    single = isinstance(data, dict)
+    if not single and not isinstance(data, list):
+        return toloka_error(request, 400, "The request body must be a task suite or an array of task suites")
+    items: list[Any] = [data] if single else data
+    if (refused := _too_large(request, sandbox.limits, body, items, async_mode)) is not None:
+        return refused
+    world = sandbox.world.toloka
     if async_mode:
         operation_id = operation_id or str(uuid.uuid4())
         if world.has_operation(operation_id):
@@ -202,7 +220,7 @@ async def find_task_suites(request: Request) -> Response:
         query = _suite_query(request)
     except BadQuery as exc:
         return _bad_query(request, exc)
-    items, has_more = sandbox_of(request).world.find_suites(query)
+    items, has_more = _world(request).find_suites(query)
     return json_response({"items": items, "has_more": has_more})
 
 
@@ -211,7 +229,7 @@ async def get_task_suite(request: Request) -> Response:
         return denied
     suite_id = request.path_params["suite_id"]
     try:
-        return json_response(sandbox_of(request).world.get_suite(suite_id))
+        return json_response(_world(request).get_suite(suite_id))
     except MissingObject:
         return toloka_error(request, 404, f"Task suite {suite_id} does not exist")
 
@@ -221,7 +239,7 @@ async def get_operation(request: Request) -> Response:
         return denied
     operation_id = request.path_params["operation_id"]
     try:
-        return json_response(sandbox_of(request).world.get_operation(operation_id))
+        return json_response(_world(request).get_operation(operation_id))
     except MissingObject:
         return toloka_error(request, 404, f"Operation {operation_id} does not exist")
 
@@ -231,7 +249,7 @@ async def get_operation_log(request: Request) -> Response:
         return denied
     operation_id = request.path_params["operation_id"]
     try:
-        return json_response(sandbox_of(request).world.get_operation_log(operation_id))
+        return json_response(_world(request).get_operation_log(operation_id))
     except MissingObject:
         return toloka_error(request, 404, f"Operation {operation_id} does not exist")
 

@@ -41,7 +41,7 @@ class Stats:
         }
 
 
-class SandboxState:
+class SandboxRuntime:
     def __init__(self, world: World, limits: Limits, faults: FaultSpec) -> None:
         self.world = world
         self.limits = limits
@@ -62,6 +62,6 @@ class SandboxState:
         self.faults = FaultInjector(self.initial_faults)
 
 
-def sandbox_of(request: Request) -> SandboxState:
-    state: SandboxState = request.app.state.sandbox
-    return state
+def sandbox_of(request: Request) -> SandboxRuntime:
+    runtime: SandboxRuntime = request.app.state.sandbox
+    return runtime

@@ -1,0 +1,226 @@
+"""Toloka's pools and task suites: how suites are checked against their pool, named, and searched.
+
+A suite id is the pool id in hex, the creation second and a counter, so ids sort by pool and then by creation
+and a search by pool and id bounds is a binary search in one sorted list per pool. Nothing here takes the
+lock: ``TolokaWorld`` holds it around every call.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .ledger import Ledger
+from .persistence import Row
+from .seed import PoolSeed
+from .validation import FieldErrors, check_suite, suite_document
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """The query parameters of ``POST /api/v1/task-suites`` that change what gets created."""
+
+    allow_defaults: bool = False
+    open_pool: bool = False
+    skip_invalid_items: bool = False
+
+    def as_parameters(self) -> dict[str, bool]:
+        return {
+            "skip_invalid_items": self.skip_invalid_items,
+            "allow_defaults": self.allow_defaults,
+            "open_pool": self.open_pool,
+        }
+
+
+@dataclass(frozen=True)
+class SuiteQuery:
+    """Filters of ``GET /api/v1/task-suites``; string bounds compare as the API's own id and time formats."""
+
+    pool_id: str | None = None
+    task_id: str | None = None
+    overlap: int | None = None
+    id_lt: str | None = None
+    id_lte: str | None = None
+    id_gt: str | None = None
+    id_gte: str | None = None
+    created_lt: str | None = None
+    created_lte: str | None = None
+    created_gt: str | None = None
+    created_gte: str | None = None
+    overlap_lt: int | None = None
+    overlap_lte: int | None = None
+    overlap_gt: int | None = None
+    overlap_gte: int | None = None
+    sort: str = "id"  # id | -id | created | -created
+    limit: int = 50
+
+
+def toloka_time(moment: float) -> str:
+    """UTC with milliseconds and no zone, as Toloka writes it."""
+    return datetime.fromtimestamp(moment, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def creation_stamp(moment: float) -> tuple[str, str]:
+    """The ``created`` text of suites made at ``moment`` and the second part of their ids."""
+    return toloka_time(moment), f"{int(moment) & 0xFFFFFFFF:08x}"
+
+
+@functools.lru_cache(maxsize=4096)
+def pool_prefix(pool_id: str) -> str:
+    """The first part of a suite id: the pool id in hex, padded to 10 (a hash for non-numeric pool ids)."""
+    if pool_id.isdigit() and int(pool_id) < 16**10:
+        return f"{int(pool_id):010x}"
+    return f"{zlib.crc32(pool_id.encode('utf-8')):010x}"
+
+
+class Suites:
+    """Pools, and task suites indexed by id and, in id order, by pool."""
+
+    def __init__(self, ledger: Ledger, *, auto_create: bool = False) -> None:
+        self.auto_create = auto_create
+        self._ledger = ledger
+        ledger.start_counter("suite", 0)
+        self.forget()
+
+    def forget(self) -> None:
+        self.pools: dict[str, dict[str, Any]] = {}
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.by_pool: dict[str, list[str]] = {}
+
+    def load(self, records: dict[str, dict[str, Any]]) -> None:
+        for doc in records.get("pools", {}).values():
+            self.put_pool(doc)
+        for doc in records.get("task_suites", {}).values():
+            self.index(doc)
+
+    # --- pools ---------------------------------------------------------------------------------------------
+
+    def put_pool(self, doc: dict[str, Any]) -> Row:
+        self.pools[doc["id"]] = doc
+        return ("pools", doc["id"], doc)
+
+    def pool_or_create(self, pool_id: str, rows: list[Row]) -> dict[str, Any] | None:
+        pool = self.pools.get(pool_id)
+        if pool is None and self.auto_create:
+            rows.append(self.put_pool(PoolSeed(id=pool_id, default_overlap=1, status="CLOSED").as_record()))
+            pool = self.pools[pool_id]
+        return pool
+
+    def open_pools(self, suites: list[dict[str, Any]], rows: list[Row]) -> None:
+        for pool_id in {s["pool_id"] for s in suites}:
+            pool = self.pools[pool_id]
+            if pool["status"] == "CLOSED":
+                rows.append(self.put_pool({**pool, "status": "OPEN"}))
+
+    # --- creating suites -----------------------------------------------------------------------------------
+
+    def check_items(self, items: list[Any], options: SuiteOptions, rows: list[Row]) -> dict[int, FieldErrors]:
+        """Field errors by input index; a pool that ``auto_create`` makes up on the way adds its row."""
+        errors: dict[int, FieldErrors] = {}
+        for index, item in enumerate(items):
+            pool_id = item.get("pool_id") if isinstance(item, dict) else None
+            pool = self.pool_or_create(pool_id, rows) if isinstance(pool_id, str) and pool_id else None
+            found = check_suite(
+                item,
+                default_overlap=pool["default_overlap"] if pool else None,
+                allow_defaults=options.allow_defaults,
+            )
+            if "pool_id" not in found and isinstance(pool_id, str) and pool_id:
+                if pool is None:
+                    found["pool_id"] = {"code": "DOES_NOT_EXIST", "message": f"Pool {pool_id} does not exist"}
+                elif pool["status"] in ("ARCHIVED", "LOCKED"):
+                    found["pool_id"] = {
+                        "code": "CONFLICT_STATE",
+                        "message": f"Pool {pool_id} is {pool['status'].lower()}: no task suites can be added",
+                    }
+            if found:
+                errors[index] = dict(sorted(found.items()))
+        return errors
+
+    def index(self, doc: dict[str, Any]) -> None:
+        self.by_id[doc["id"]] = doc
+        insort(self.by_pool.setdefault(doc["pool_id"], []), doc["id"])
+
+    def unindex(self, suite_id: str) -> dict[str, Any]:
+        doc = self.by_id.pop(suite_id)
+        ids = self.by_pool.get(doc["pool_id"], [])
+        at = bisect_left(ids, suite_id)
+        if at < len(ids) and ids[at] == suite_id:
+            del ids[at]
+        return doc
+
+    def new_suites(self, items: list[dict[str, Any]], created: float) -> list[dict[str, Any]]:
+        """Suites created at one moment (a sync request, or an operation finishing), in input order."""
+        created_text, second = creation_stamp(created)
+        return [self.new_suite(item, created_text, second) for item in items]
+
+    def new_suite(self, item: dict[str, Any], created: str, second: str) -> dict[str, Any]:
+        pool = self.pools[item["pool_id"]]
+        doc = suite_document(item, default_overlap=pool["default_overlap"])
+        counter = self._ledger.next_id("suite")
+        doc["id"] = f"{pool_prefix(doc['pool_id'])}--{second}{counter:016x}"
+        doc["created"] = created
+        if not doc["infinite_overlap"]:
+            doc["remaining_overlap"] = doc["overlap"]
+        doc["automerged"] = False
+        self.index(doc)
+        return doc
+
+    # --- searching -----------------------------------------------------------------------------------------
+
+    def find(self, query: SuiteQuery) -> tuple[list[dict[str, Any]], bool]:
+        """One page of suites and whether more match."""
+        matches = (self.by_id[i] for i in self._candidates(query))
+        matches = (doc for doc in matches if self._matches(doc, query))
+        if query.sort == "id":
+            page = []
+            for doc in matches:
+                page.append(doc)
+                if len(page) > query.limit:
+                    break
+        else:
+            key = "created" if query.sort.lstrip("-") == "created" else "id"
+            page = sorted(matches, key=lambda d: (d[key], d["id"]), reverse=query.sort.startswith("-"))
+        return page[: query.limit], len(page) > query.limit
+
+    def _candidates(self, query: SuiteQuery) -> Iterator[str]:
+        """Suite ids in id order, narrowed by pool and id bounds with binary search."""
+        if query.pool_id is not None:
+            pools = [query.pool_id] if query.pool_id in self.by_pool else []
+        else:
+            pools = sorted(self.by_pool, key=lambda p: (pool_prefix(p), p))
+        for pool_id in pools:
+            ids = self.by_pool[pool_id]
+            start, stop = 0, len(ids)
+            if query.id_gt is not None:
+                start = max(start, bisect_right(ids, query.id_gt))
+            if query.id_gte is not None:
+                start = max(start, bisect_left(ids, query.id_gte))
+            if query.id_lt is not None:
+                stop = min(stop, bisect_left(ids, query.id_lt))
+            if query.id_lte is not None:
+                stop = min(stop, bisect_right(ids, query.id_lte))
+            yield from ids[start:stop]
+
+    @staticmethod
+    def _matches(doc: dict[str, Any], q: SuiteQuery) -> bool:
+        created = doc["created"]
+        overlap = doc.get("overlap")
+        checks = (
+            q.created_lt is None or created < q.created_lt,
+            q.created_lte is None or created <= q.created_lte,
+            q.created_gt is None or created > q.created_gt,
+            q.created_gte is None or created >= q.created_gte,
+            q.overlap is None or overlap == q.overlap,
+            q.overlap_lt is None or (overlap is not None and overlap < q.overlap_lt),
+            q.overlap_lte is None or (overlap is not None and overlap <= q.overlap_lte),
+            q.overlap_gt is None or (overlap is not None and overlap > q.overlap_gt),
+            q.overlap_gte is None or (overlap is not None and overlap >= q.overlap_gte),
+            q.task_id is None or any(t.get("id") == q.task_id for t in doc["tasks"]),
+        )
+        return all(checks)
