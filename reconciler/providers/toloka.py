@@ -4,13 +4,14 @@ A create carries the caller's ``operation_id``, and Toloka refuses a second oper
 (``409 OPERATION_ALREADY_EXISTS``), so it is safe to resend after any failure: ``HttpClient`` retries it like
 a read, and a 409 simply means "the first attempt got through; read that operation". Each submitted item is
 marked with ``__item_idx`` (as the official client does); Toloka echoes it in the operation log, which is how
-log entries map back to the caller's items.
+log entries map back to the caller's items. This module is the one place that knows those shapes: what a
+batch request holds (``batch_request``) and what its log says of each item (``created_ids``, ``item_results``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Unpack
 
@@ -25,6 +26,86 @@ BATCH_CREATE_TYPES = frozenset({"TASK_SUITE.BATCH_CREATE", "TASK_SUITE.BATCH.CRE
 DONE_STATUSES = frozenset({"SUCCESS", "FAIL"})
 ITEM_IDX = "__item_idx"
 OPTION_NAMES = ("allow_defaults", "open_pool", "skip_invalid_items")
+#: Suites per create request, at most.
+MAX_BATCH_ITEMS = 5000
+#: Input values per create request, at most (their JSON size, in bytes).
+MAX_BATCH_INPUT_BYTES = 1024 * 1024
+
+
+def batch_request(suites: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    """The items and query options of a batch create of ``suites`` (each a suite's fields plus its ``options``,
+    which go to the query and which a batch's suites share): each item is a suite's fields marked with its
+    index, so that the operation log maps back to it."""
+    items: list[dict[str, Any]] = []
+    for index, suite in enumerate(suites):
+        item = dict(suite)
+        item.pop("options", None)
+        item[ITEM_IDX] = index
+        items.append(item)
+    return items, dict(suites[-1].get("options") or {}) if suites else {}
+
+
+class ItemResult(NamedTuple):
+    """What a log says of one item: created (``suite_id``) or refused (``error``, Toloka's reasons)."""
+
+    suite_id: str | None = None
+    error: str | None = None
+
+
+def created_ids(log: Sequence[Any], count: int) -> list[str] | None:
+    """The suite ids of a log that says, once for each of ``count`` items, that it was created; None for any
+    other log. That is a healthy log, and reading it here costs no ``LogEntry`` per entry; anything else is
+    left to ``item_results``, which gives such a log the very same reading."""
+    if len(log) != count:
+        return None
+    suite_ids: list[Any] = [None] * count
+    try:
+        for entry in log:
+            index, output = entry["input"][ITEM_IDX], entry["output"]
+            if type(index) is not int or not 0 <= index < count or suite_ids[index] is not None:
+                return None
+            if entry.get("success") is not True or type(output) is not dict:
+                return None
+            suite_id = output.get("task_suite_id")
+            if not suite_id:
+                return None
+            suite_ids[index] = suite_id
+    except (KeyError, TypeError):
+        return None
+    return [str(suite_id) for suite_id in suite_ids]
+
+
+def item_results(log: Sequence[Any], count: int) -> list[ItemResult | None]:
+    """What the log says of each of ``count`` items, by index; None where it says nothing usable (no entry,
+    or a success without a suite id). Entries are as Toloka sent them, or ``LogEntry`` objects."""
+    by_index: dict[int, LogEntry] = {}
+    for raw in log:
+        logged = raw if isinstance(raw, LogEntry) else LogEntry.from_json(raw)
+        if logged.item_idx is not None:
+            by_index[logged.item_idx] = logged
+    results: list[ItemResult | None] = []
+    for index in range(count):
+        entry = by_index.get(index)
+        if entry is None:
+            results.append(None)
+        elif entry.success:
+            suite_id = (entry.output or {}).get("task_suite_id")
+            results.append(ItemResult(suite_id=str(suite_id)) if suite_id else None)
+        else:
+            results.append(ItemResult(error=_validation_message(entry.output)))
+    return results
+
+
+def _validation_message(output: Any) -> str:
+    if not isinstance(output, dict) or not output:
+        return "rejected by Toloka validation"
+    parts = []
+    for field_name, problem in output.items():
+        if isinstance(problem, dict):
+            parts.append(f"{field_name}: {problem.get('code', '')} {problem.get('message', '')}".strip())
+        else:
+            parts.append(f"{field_name}: {problem}")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -126,12 +207,15 @@ class TolokaClient:
         token: str,
         scheme: str = "ApiKey",
         rate_limit: float,
+        batch_size: int = MAX_BATCH_ITEMS,
         credentials_hint: str | None = None,
         **http_options: Unpack[HttpOptions],
     ) -> None:
+        """``batch_size``: suites per create request, as the provider document sets it."""
         if not token:
             raise ValueError("TolokaClient needs a token")
         self.name = name
+        self.batch_size = min(batch_size, MAX_BATCH_ITEMS)
         self._sleep = http_options.get("sleep", time.sleep)
         self.http = HttpClient(
             endpoint.rstrip("/") + API_PATH,
@@ -158,7 +242,7 @@ class TolokaClient:
     ) -> Operation:
         """Submit ``items`` as one operation named ``operation_id``; safe to call again with the same id.
 
-        Items without ``__item_idx`` get their index in ``items``, so the log maps back to them.
+        Items without ``__item_idx`` (``batch_request`` marks them) get their index in ``items``.
         """
         unknown = set(options) - set(OPTION_NAMES)
         if unknown:

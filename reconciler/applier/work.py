@@ -1,0 +1,95 @@
+"""The unit of apply's work: one remote call under one intent, and what became of it.
+
+A provider's module turns actions (or an intent an earlier run left open) into ``Call``s; the core records each
+call's intent, runs the call on a worker thread, and records the ``Settlement`` the call returns. A call never
+touches the state: that keeps every state write on the core's thread, in the order the rule needs (intent
+committed, then the call sent, then its outcome committed).
+
+Operation ids are deterministic (UUIDv5 of the lineage, the addresses, their spec hashes and attempts), so a
+call resent after a crash carries the very id it carried the first time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from reconciler.applier.events import ApplyEvent
+from reconciler.plan import Action, ActionType
+from reconciler.state.base import Intent, Outcome, PendingResource
+
+#: Namespace of operation ids: UUIDv5(namespace, lineage|address|spec hash|attempt).
+OPERATION_NAMESPACE = uuid.UUID("5b0f3f0e-6a43-4c1e-9d4e-2f1f7e3a9c11")
+
+
+def operation_id(lineage: str, address: str, spec_hash: str, attempt: int) -> str:
+    """The id of a call that creates one address."""
+    return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|{address}|{spec_hash}|{attempt}"))
+
+
+def batch_operation_id(lineage: str, actions: Sequence[Action]) -> str:
+    """The id of a call that creates several addresses at once."""
+    members = "|".join([f"{a.address}@{a.spec_hash}#{a.attempt}" for a in actions])
+    digest = hashlib.sha256(members.encode("utf-8")).hexdigest()
+    return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|batch|{digest}"))
+
+
+def batch_fingerprint(spec_hashes: Sequence[str]) -> str:
+    """Identifies a batch request: its items are a pure function of the members' specs, in order."""
+    return hashlib.sha256("\n".join(spec_hashes).encode("ascii")).hexdigest()
+
+
+def pending_resources(actions: Sequence[Action]) -> list[PendingResource]:
+    """What an intent will create, one per action; a replacement names the remote id it supersedes."""
+    replace = ActionType.REPLACE
+    return [
+        PendingResource(
+            a.address,
+            a.kind,
+            a.provider,
+            a.spec or {},
+            a.spec_hash or "",
+            a.attempt,
+            a.remote_id if a.type is replace else None,
+        )
+        for a in actions
+    ]
+
+
+@dataclass
+class Settlement:
+    """What became of a call: ``outcomes`` to record (``resolved`` closes the intent), addresses whose outcome
+    is still unknown (``unresolved``, with ``why``), the remote id of an object adopted after an interrupted
+    create, events to show, and ``stop`` when nothing more should be sent."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    resolved: bool = False
+    unresolved: Sequence[str] = ()
+    why: str = ""
+    adopted: str | None = None
+    events: list[ApplyEvent] = field(default_factory=list)
+    stop: str | None = None
+
+
+@dataclass
+class Call:
+    """One remote call under ``intent``. ``resources`` is what the core records with the intent first; None
+    when the intent is already recorded (an earlier run left it open). ``run`` happens on a worker thread."""
+
+    intent: Intent
+    resources: list[PendingResource] | None
+    run: Callable[[], Settlement]
+
+    @property
+    def size(self) -> int:
+        return len(self.intent.addresses)
+
+
+@dataclass
+class NotSent:
+    """Actions refused before any intent: nothing was sent, and the state is left as it was."""
+
+    addresses: list[str]
+    why: str
