@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import groupby
 from operator import attrgetter
@@ -22,7 +22,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from reconciler.errors import PlanFileError
+from reconciler.errors import PlanFileError, StalePlanError
 
 PLAN_FORMAT_VERSION = 1
 
@@ -59,6 +59,9 @@ ACTION_ORDER = (
     ActionType.NOOP,
 )
 
+#: What apply acts on; the rest of a plan is reported, not done.
+APPLIED_TYPES = (ActionType.RESOLVE, ActionType.CREATE, ActionType.REPLACE)
+
 
 @dataclass(frozen=True, slots=True)
 class FieldChange:
@@ -83,71 +86,6 @@ class Action:
     remote_id: str | None = None
     operation_id: str | None = None
     diff: tuple[FieldChange, ...] = ()
-
-
-def _slot_setter(name: str) -> Any:
-    return getattr(Action, name).__set__
-
-
-_new_object = object.__new__
-_set_type = _slot_setter("type")
-_set_address = _slot_setter("address")
-_set_kind = _slot_setter("kind")
-_set_provider = _slot_setter("provider")
-_set_reason = _slot_setter("reason")
-_set_spec = _slot_setter("spec")
-_set_spec_hash = _slot_setter("spec_hash")
-_set_attempt = _slot_setter("attempt")
-_set_remote_id = _slot_setter("remote_id")
-_set_operation_id = _slot_setter("operation_id")
-_set_diff = _slot_setter("diff")
-if tuple(f.name for f in fields(Action)) != (
-    "type",
-    "address",
-    "kind",
-    "provider",
-    "reason",
-    "spec",
-    "spec_hash",
-    "attempt",
-    "remote_id",
-    "operation_id",
-    "diff",
-):
-    raise TypeError("Action's fields changed: new_action must set every one of them")
-
-
-def new_action(
-    action_type: ActionType,
-    address: str,
-    kind: str,
-    provider: str,
-    reason: str,
-    spec: dict[str, Any] | None = None,
-    spec_hash: str | None = None,
-    attempt: int = 0,
-    remote_id: str | None = None,
-    operation_id: str | None = None,
-    diff: tuple[FieldChange, ...] = (),
-) -> Action:
-    """``Action(...)`` in half the time, for the planner's one action per resource.
-
-    A frozen dataclass's ``__init__`` looks up ``object.__setattr__`` and the attribute by name for every field;
-    storing through the slot descriptors directly gives the same object without either lookup.
-    """
-    action = _new_object(Action)
-    _set_type(action, action_type)
-    _set_address(action, address)
-    _set_kind(action, kind)
-    _set_provider(action, provider)
-    _set_reason(action, reason)
-    _set_spec(action, spec)
-    _set_spec_hash(action, spec_hash)
-    _set_attempt(action, attempt)
-    _set_remote_id(action, remote_id)
-    _set_operation_id(action, operation_id)
-    _set_diff(action, diff)
-    return action
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +128,10 @@ class Plan:
     def has_changes(self) -> bool:
         """Whether the plan would do or report anything: what ``--detailed-exitcode`` answers with 2."""
         return bool(self.actions)
+
+    def applied(self) -> list[Action]:
+        """The actions apply acts on (``APPLIED_TYPES``), in plan order."""
+        return self.of_type(*APPLIED_TYPES)
 
     def of_type(self, *types: ActionType) -> list[Action]:
         """The actions of these types, in plan order."""
@@ -269,6 +211,25 @@ def write_plan(plan: Plan, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_plan_file(path: Path) -> bool:
+    """Whether ``path`` looks like a plan file rather than a manifest: ``apply`` takes either."""
+    if not path.is_file() or path.suffix != ".json":
+        return False
+    with path.open("rb") as head:
+        start = head.read(4096)
+    return b'"format_version"' in start and b'"lineage"' in start
+
+
+def check_current(plan: Plan, *, lineage: str, serial: int, path: Path) -> None:
+    """A saved plan applies only to the state it was made against, unchanged since."""
+    if (plan.lineage, plan.serial) != (lineage, serial):
+        other = "" if plan.lineage == lineage else " of another state"
+        raise StalePlanError(
+            f"{path} is stale: it was made against state serial {plan.serial}{other}, and the state is now at "
+            f"serial {serial}; make a new plan with `reconciler plan ... --out {path}`"
+        )
 
 
 def read_plan(path: Path) -> Plan:

@@ -7,14 +7,13 @@ recorded specs of exactly those resources, which keeps the database out of this 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from reconciler.errors import PlanError
-from reconciler.plan import Action, ActionType, FieldChange, Plan, new_action
+from reconciler.plan import Action, ActionType, FieldChange, Plan
 from reconciler.resources import ProviderConfig, Resource, kind_of_address
+from reconciler.speedups import cycle_collection_paused
 from reconciler.state.base import ResourceSummary, Status
 
 LoadSpecs = Callable[[list[str]], Mapping[str, dict[str, Any]]]
@@ -57,7 +56,7 @@ def make_plan(
         return not targets or address in target_set or address.startswith(target_sets)
 
     create, pending, failed = ActionType.CREATE, Status.PENDING, Status.FAILED
-    with _collector_paused():
+    with cycle_collection_paused():
         recorded_by_address = {summary.address: summary for summary in recorded}
         _check_addresses(replace, desired, recorded_extra=recorded_by_address, option="--replace")
         get_recorded = recorded_by_address.get
@@ -66,7 +65,7 @@ def make_plan(
             if rec is None:
                 if not targets or selected(address):
                     creates.append(
-                        new_action(
+                        Action(
                             create,
                             address,
                             resource.kind,
@@ -118,7 +117,7 @@ def make_plan(
     # Every unchanged or changed resource is a recorded one that is still in the manifests; when they make up
     # the whole state, nothing recorded has gone from the manifests and the pass below would find nothing.
     if len(recorded_by_address) > noop + len(changed):
-        with _collector_paused():
+        with cycle_collection_paused():
             for address, rec in recorded_by_address.items():
                 if address in desired:
                     continue
@@ -126,7 +125,7 @@ def make_plan(
                     resolves.append(_resolve(rec))
                 elif selected(address):
                     orphans.append(
-                        new_action(
+                        Action(
                             ActionType.ORPHAN,
                             address,
                             rec.kind,
@@ -148,24 +147,6 @@ def make_plan(
         providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
         created_at=created_at,
     )
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while one summary and one action per resource are made.
-
-    Those allocations make no cycles, but they trigger collections that walk every object alive, all the
-    desired specs included: for 100,000 resources that took longer than the planning. ``explain`` runs outside,
-    as deepdiff leaves cycles behind. Restores the collector only if it was on, so a caller that turned it off
-    keeps it off.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _matches(address: str, target: str) -> bool:
@@ -196,7 +177,7 @@ def _from_resource(
     remote_id: str | None = None,
     diff: tuple[FieldChange, ...] = (),
 ) -> Action:
-    return new_action(
+    return Action(
         action_type,
         resource.address,
         resource.kind,
@@ -212,7 +193,7 @@ def _from_resource(
 
 
 def _resolve(rec: ResourceSummary) -> Action:
-    return new_action(
+    return Action(
         ActionType.RESOLVE,
         rec.address,
         rec.kind or kind_of_address(rec.address),

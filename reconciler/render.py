@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
     from reconciler.applier import ApplyEvent, ApplyResult
 
+#: Apply events that move the progress bar (``EventType`` values; render does not import the applier, so that
+#: ``plan`` starts without it).
+_PROGRESS_EVENTS = frozenset({"created", "failed", "unresolved"})
+
 _COLOURS = {
     ActionType.CREATE: "green",
     ActionType.CHANGE: "yellow",
@@ -251,7 +255,7 @@ class ApplyReporter:
             with self._write_lock:
                 write_event(self.printer.out, payload)
             return
-        if event.type in ("created", "failed", "unresolved") and self._progress is not None and self._task is not None:
+        if event.type in _PROGRESS_EVENTS and self._progress is not None and self._task is not None:
             self._progress.advance(self._task, event.size)
         text, colour = self._line(event)
         if text is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.applier import Applier
+from reconciler.applier.toloka import cut_batches
 from reconciler.plan import Action, ActionType
+from reconciler.providers.toloka import MAX_BATCH_INPUT_BYTES, MAX_BATCH_ITEMS
 
 
 def suite(n: int, *, pool: str = "1", text: str = "x", options: dict[str, bool] | None = None) -> Action:
@@ -18,8 +19,10 @@ def suite(n: int, *, pool: str = "1", text: str = "x", options: dict[str, bool] 
     return Action(ActionType.CREATE, f"TaskSuite/s{n}", "TaskSuite", "toloka", "new", spec, f"h{n}")
 
 
-def applier(**kwargs: Any) -> Applier:
-    return Applier(store=None, clients={}, lineage="l", **kwargs)  # type: ignore[arg-type]
+def batches_of(
+    actions: list[Action], *, batch_size: int = MAX_BATCH_ITEMS, max_input_bytes: int = MAX_BATCH_INPUT_BYTES
+) -> list[list[Action]]:
+    return list(cut_batches(actions, batch_size=batch_size, max_input_bytes=max_input_bytes))
 
 
 def sizes(batches: list[list[Action]]) -> list[int]:
@@ -27,13 +30,13 @@ def sizes(batches: list[list[Action]]) -> list[int]:
 
 
 def test_batches_never_exceed_the_item_limit() -> None:
-    batches = applier(batch_sizes={"toloka": 4}).toloka_batches([suite(n) for n in range(10)])
+    batches = batches_of([suite(n) for n in range(10)], batch_size=4)
     assert sizes(batches) == [4, 4, 2]
 
 
 def test_suites_of_different_pools_or_options_never_share_a_batch() -> None:
     actions = [suite(0), suite(1, pool="2"), suite(2), suite(3, options={"open_pool": True})]
-    batches = applier().toloka_batches(actions)
+    batches = batches_of(actions)
     assert sorted(sorted(a.address for a in b) for b in batches) == [
         ["TaskSuite/s0", "TaskSuite/s2"],
         ["TaskSuite/s1"],
@@ -43,6 +46,6 @@ def test_suites_of_different_pools_or_options_never_share_a_batch() -> None:
 
 def test_batches_are_cut_before_their_inputs_pass_the_size_limit() -> None:
     big = "y" * 400
-    batches = applier(max_batch_input_bytes=1000).toloka_batches([suite(n, text=big) for n in range(5)])
+    batches = batches_of([suite(n, text=big) for n in range(5)], max_input_bytes=1000)
     assert sizes(batches) == [2, 2, 1]
     assert [a.address for b in batches for a in b] == [f"TaskSuite/s{n}" for n in range(5)]

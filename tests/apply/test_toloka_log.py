@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.applier import read_toloka_log
+from reconciler.applier.toloka import read_toloka_log
 from reconciler.providers.toloka import LogEntry, Operation
 from reconciler.state.base import Intent, Outcome, Status
 

@@ -1,0 +1,61 @@
+"""The command line: parse, call the library (``reconciler.workflows``), render. No business logic lives here.
+
+``options`` holds what every command shares (and ``guarded``, the one place errors are rendered); ``commands``
+the commands that plan and apply; ``state`` the ``state`` group.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from reconciler.cli import commands
+from reconciler.cli.state import state
+
+
+class _LazyGroup(click.Group):
+    """Loads the sandbox's commands only when asked for: starting the emulator's web stack costs time."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "sandbox"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "sandbox":
+            from reconciler.sandbox.cli import sandbox
+
+            return sandbox
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="reconciler")
+def cli() -> None:
+    """Keep CodeArts PerfTest tasks and Toloka task suites in git: describe them in manifests, `plan` what
+    would be created, `apply` it exactly once, even across crashes and retries.
+
+    \b
+    Start here:
+      reconciler validate examples/                  check manifests, send nothing
+      reconciler plan examples/                      what apply would do
+      reconciler apply examples/ --sandbox           try it against the built-in emulator
+      reconciler plan examples/ --out plan.json      save a plan (for a pull request) ...
+      reconciler apply plan.json --auto-approve      ... and apply exactly that plan (on merge)
+    """
+
+
+for command in (commands.validate, commands.plan, commands.show, commands.apply, commands.schema, state):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(1)

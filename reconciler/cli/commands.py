@@ -1,0 +1,296 @@
+"""``validate``, ``plan``, ``show``, ``apply`` and ``schema``: each parses, calls ``reconciler.workflows`` and
+renders, top to bottom."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from reconciler import workflows
+from reconciler.cli.options import EXIT_INTERRUPTED, Common, common_options, guarded, load_manifests, opened
+from reconciler.errors import ApplyRefusedError
+from reconciler.kinds import KINDS, json_schema
+from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
+from reconciler.render import ApplyReporter, Printer, plan_events, render_plan, write_event
+from reconciler.state.base import StateStore
+from reconciler.state.lock import default_holder, held_lock
+
+if TYPE_CHECKING:
+    from reconciler.applier import ApplyResult
+    from reconciler.providers import SandboxTarget
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@common_options()
+@guarded
+def validate(common: Common, paths: tuple[Path, ...]) -> None:
+    """Check manifests and data files in full; report every error as FILE:LINE: ADDRESS: FIELD: MESSAGE.
+
+    Sends nothing and reads no state. Exit status 0 if valid, 1 otherwise.
+    """
+    desired = load_manifests(common, paths)
+    kinds: dict[str, int] = {}
+    for resource in desired.resources.values():
+        kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no resources"
+    click.echo(f"Valid: {len(desired.resources)} resources ({detail}), {len(desired.providers)} providers.")
+
+
+def _plan_from_manifests(
+    common: Common,
+    store: StateStore,
+    paths: tuple[Path, ...],
+    *,
+    targets: tuple[str, ...] = (),
+    replace: tuple[str, ...] = (),
+) -> Plan:
+    desired = load_manifests(common, paths)
+    return workflows.plan_from_manifests(
+        store, desired, workspace=common.effective_workspace, targets=targets, replace=replace
+    )
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Save the plan as JSON for `apply FILE`.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 1 on error, 2 when the plan has changes.",
+)
+@click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only this address (repeat).")
+@click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS.")
+@common_options(sandbox=True)
+@guarded
+def plan(
+    common: Common,
+    paths: tuple[Path, ...],
+    out: Path | None,
+    as_json: bool,
+    detailed_exitcode: bool,
+    targets: tuple[str, ...],
+    replace: tuple[str, ...],
+) -> None:
+    """Compare manifests with the recorded state and show what `apply` would do.
+
+    \b
+    Signs:  + create   ~ changed (create-only APIs: needs --replace)   -/+ replace
+            ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
+    Nothing is sent. PATHS are files or directories (*.yaml, *.yml, *.json, recursively).
+    """
+    store = common.store()
+    try:
+        result = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
+    finally:
+        store.close()
+    if out is not None:
+        write_plan(result, out)
+    if as_json:
+        for event in plan_events(result):
+            write_event(sys.stdout, event)
+    else:
+        render_plan(result, common.printer(), verbose=bool(common.verbose))
+        if out is not None:
+            click.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: reconciler apply {out}")
+    if detailed_exitcode and result.has_changes:
+        sys.exit(2)
+
+
+@click.command()
+@click.argument("planfile", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@common_options()
+@guarded
+def show(common: Common, planfile: Path, as_json: bool) -> None:
+    """Show a saved plan file (made by `plan --out`)."""
+    saved = read_plan(planfile)
+    if as_json:
+        for event in plan_events(saved):
+            write_event(sys.stdout, event)
+        return
+    click.echo(f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}.")
+    render_plan(saved, common.printer(), verbose=bool(common.verbose))
+
+
+@click.command()
+@click.argument("kind", required=False)
+def schema(kind: str | None) -> None:
+    """Print the JSON Schema of KIND (or of `plan`, the plan file); without KIND, list the kinds.
+
+    Point your editor's YAML language server at these for completion and checking while you type.
+    """
+    if kind is None:
+        for name in (*KINDS, "plan"):
+            click.echo(name)
+        return
+    if kind == "plan":
+        from reconciler.schema_files import plan_schema  # imported here: only this command uses it
+
+        click.echo(json.dumps(plan_schema(), indent=2, sort_keys=True))
+        return
+    if kind not in KINDS:
+        click.echo(f"Error: unknown kind {kind!r}; one of: {', '.join(KINDS)}, plan", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
+
+
+@contextlib.contextmanager
+def _sandbox(common: Common) -> Iterator[SandboxTarget | None]:
+    """With --sandbox, the embedded emulator runs for the length of the command, its data in state/."""
+    if not common.sandbox:
+        yield None
+        return
+    import reconciler.sandbox as emulator
+    from reconciler.providers import SandboxTarget
+
+    data = Path.cwd() / "state" / "sandbox-remote.db"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    with emulator.SandboxServer(port=0, auto_create=True, data_path=data) as server:
+        yield SandboxTarget(
+            url=server.url,
+            access_key=emulator.DEFAULT_ACCESS_KEY,
+            secret_key=emulator.DEFAULT_SECRET_KEY,
+            cloud_project_id=emulator.DEFAULT_CLOUD_PROJECT_ID,
+            toloka_token=emulator.DEFAULT_TOLOKA_TOKEN,
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_to(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C lets in-flight calls finish and be recorded; a second one stops at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nInterrupted: finishing and recording the calls in flight (Ctrl-C again to quit now).", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (pipelines).")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Remote calls at once.")
+@click.option(
+    "--replace",
+    "replace",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Create a new remote object for ADDRESS even though one exists (repeat).",
+)
+@click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Apply only this address (repeat).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: the plan, every outcome, a summary.")
+@common_options(sandbox=True)
+@guarded
+def apply(
+    common: Common,
+    paths: tuple[Path, ...],
+    auto_approve: bool,
+    parallelism: int,
+    replace: tuple[str, ...],
+    targets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create what the manifests (or a saved PLANFILE) say is missing, exactly once.
+
+    \b
+    reconciler apply examples/                  plan, show, ask, create
+    reconciler apply plan.json --auto-approve   apply a plan saved by `plan --out`, if still current
+
+    An interrupted apply (crash, kill, Ctrl-C) is safe to run again: it first finds out what became of the
+    calls in flight, and never creates anything twice. Exit status: 0 done, 1 something failed, 130 interrupted.
+    """
+    from_file = len(paths) == 1 and is_plan_file(paths[0])
+    if from_file and (replace or targets):
+        raise click.UsageError("--replace and --target go to `reconciler plan` when you apply a saved plan")
+    printer = common.printer()
+    with (
+        _sandbox(common) as sandbox_target,
+        opened(common) as store,
+        held_lock(store, holder=default_holder(), operation="apply"),
+    ):
+        if from_file:
+            the_plan = workflows.plan_to_apply(store, paths[0])
+        else:
+            made = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
+            the_plan = workflows.plan_to_apply(store, made)
+        if as_json:
+            for event in plan_events(the_plan):
+                write_event(sys.stdout, event)
+        else:
+            render_plan(the_plan, printer, verbose=bool(common.verbose))
+        if not the_plan.applied():
+            if not as_json and the_plan.has_changes:
+                click.echo("\nNothing to create.")
+            return
+        if not auto_approve:
+            _confirm()
+        result = _run_applier(
+            the_plan,
+            store,
+            sandbox_target,
+            printer=printer,
+            as_json=as_json,
+            parallelism=parallelism,
+        )
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise ApplyRefusedError(
+            "apply asks for confirmation and there is no terminal to ask on; nothing was sent. "
+            "Pass --auto-approve in pipelines"
+        )
+    click.echo()
+    answer = click.prompt(
+        "Do you want to perform these actions? Only 'yes' will be accepted", default="", show_default=False
+    )
+    if answer.strip() != "yes":
+        raise ApplyRefusedError("apply cancelled; nothing was sent")
+
+
+def _run_applier(
+    the_plan: Plan,
+    store: StateStore,
+    sandbox_target: SandboxTarget | None,
+    *,
+    printer: Printer,
+    as_json: bool,
+    parallelism: int,
+) -> ApplyResult:
+    stop = threading.Event()
+    reporter = ApplyReporter(printer, as_json=as_json, total=len(the_plan.applied()))
+    with _interrupts_to(stop), reporter:
+        result = workflows.apply_plan(
+            the_plan,
+            store,
+            sandbox=sandbox_target,
+            parallelism=parallelism,
+            on_event=reporter.event,
+            stop=stop,
+            each_created=as_json or reporter.total <= ApplyReporter.PER_RESOURCE_LINES_UP_TO,
+        )
+    reporter.summary(result)
+    return result

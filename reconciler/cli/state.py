@@ -1,0 +1,118 @@
+"""``reconciler state ...``: inspect and repair the recorded state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from reconciler import workflows
+from reconciler.cli.options import Common, common_options, guarded, load_manifests, opened
+from reconciler.errors import UnknownAddressError
+from reconciler.state.lock import default_holder, held_lock
+
+
+@click.group()
+def state() -> None:
+    """Inspect and repair the recorded state."""
+
+
+@state.command("list")
+@common_options()
+@guarded
+def state_list(common: Common) -> None:
+    """List every recorded resource: address, status, remote id."""
+    with opened(common) as store:
+        for summary in sorted(store.summaries(), key=lambda s: s.address):
+            click.echo(f"{summary.address}\t{summary.status.value}\t{summary.remote_id or '-'}")
+
+
+@state.command("show")
+@click.argument("address")
+@common_options()
+@guarded
+def state_show(common: Common, address: str) -> None:
+    """Show everything recorded about ADDRESS, as JSON."""
+    with opened(common) as store:
+        record = store.get(address=address)
+        if record is None:
+            raise UnknownAddressError(f"{address}: not in the state (see `reconciler state list`)")
+        click.echo(
+            json.dumps(
+                {
+                    "address": record.address,
+                    "kind": record.kind,
+                    "provider": record.provider,
+                    "status": record.status.value,
+                    "remote_id": record.remote_id,
+                    "operation_id": record.operation_id,
+                    "attempt": record.attempt,
+                    "error": record.error,
+                    "created_at": record.created_at,
+                    "updated_at": record.updated_at,
+                    "spec_hash": record.spec_hash,
+                    "spec": record.spec,
+                    "remote": record.remote,
+                    "refreshed_at": record.refreshed_at,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+
+
+@state.command("forget")
+@click.argument("address")
+@common_options()
+@guarded
+def state_forget(common: Common, address: str) -> None:
+    """Drop ADDRESS from the state. The remote object stays (neither API can delete)."""
+    with opened(common) as store, held_lock(store, holder=default_holder(), operation="state forget"):
+        store.forget(address=address)
+    click.echo(f"Forgot {address}; the remote object is untouched.")
+
+
+@state.command("history")
+@click.argument("address", required=False)
+@click.option("--limit", default=50, show_default=True, help="How many entries, newest last.")
+@common_options()
+@guarded
+def state_history(common: Common, address: str | None, limit: int) -> None:
+    """The journal: every intent and outcome, oldest first (of the newest LIMIT)."""
+    with opened(common) as store:
+        for entry in store.history(address=address, limit=limit):
+            detail = json.dumps(entry.detail, ensure_ascii=False) if entry.detail else ""
+            click.echo(
+                f"{entry.seq}\t{entry.at}\t{entry.event}\t{entry.address or '-'}\t{entry.operation_id or '-'}\t{detail}"
+            )
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@common_options()
+@guarded
+def state_unlock(common: Common, lock_id: str) -> None:
+    """Break the lock LOCK_ID left by a run that died. Only when you are sure that run is gone."""
+    with opened(common) as store:
+        store.force_unlock(lock_id=lock_id)
+    click.echo(f"Lock {lock_id} released.")
+
+
+@state.command("import")
+@click.argument("address")
+@click.argument("remote_id")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@common_options()
+@guarded
+def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path, ...]) -> None:
+    """Record that ADDRESS (declared in the manifests at PATHS) is the existing remote object REMOTE_ID.
+
+    Also settles an interrupted create of ADDRESS that apply could not resolve by itself.
+    """
+    desired = load_manifests(common, paths)
+    if address not in desired.resources:
+        raise UnknownAddressError(f"{address}: not declared in {', '.join(str(p) for p in paths)}")
+    with opened(common) as store, held_lock(store, holder=default_holder(), operation="state import"):
+        workflows.import_resource(store, desired, address=address, remote_id=remote_id, paths=paths)
+    click.echo(f"Imported {address} as remote object {remote_id}.")
