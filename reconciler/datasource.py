@@ -42,7 +42,6 @@ from reconciler.encoding import SpecHasher, is_plain_row
 from reconciler.errors import Problem
 from reconciler.kinds import TASK_SUITE_SET, TaskSuiteSetSpec
 from reconciler.resources import Resource, SourceRef
-from reconciler.speedups import slot_setters
 
 FORMAT_OF_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
@@ -65,30 +64,6 @@ class SuiteSet:
 
     suites: dict[str, Resource] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-
-
-_SET_PATH, _SET_LINE = slot_setters(SourceRef, ("path", "line"))
-_SET_ADDRESS, _SET_KIND, _SET_PROVIDER, _SET_SPEC, _SET_HASH, _SET_SOURCE = slot_setters(
-    Resource, ("address", "kind", "provider", "spec", "spec_hash", "source")
-)
-
-
-def _suite_resource(
-    address: str, provider: str, spec: dict[str, Any], spec_hash: str, path: str, line: int
-) -> Resource:
-    """``Resource(address, TASK_SUITE_SET, provider, spec, spec_hash, SourceRef(path, line))``, built as
-    ``speedups.slot_setters`` explains: one is built per suite."""
-    source = object.__new__(SourceRef)
-    _SET_PATH(source, path)
-    _SET_LINE(source, line)
-    resource = object.__new__(Resource)
-    _SET_ADDRESS(resource, address)
-    _SET_KIND(resource, TASK_SUITE_SET)
-    _SET_PROVIDER(resource, provider)
-    _SET_SPEC(resource, spec)
-    _SET_HASH(resource, spec_hash)
-    _SET_SOURCE(resource, source)
-    return resource
 
 
 def resolve_source(source: str, manifest: Path, root: Path) -> Path:
@@ -167,7 +142,7 @@ def _row_suites(
     key_name, unsafe, loads, plain_row = spec.key, _UNSAFE_KEY.search, orjson.loads, is_plain_row
     base, options, spec_hash, row_hash = factory.base, factory.options, factory.hasher, factory.hasher.of_plain_row
     address_prefix, provider, display = factory.address_prefix, factory.provider, factory.display
-    resource = _suite_resource
+    new_resource, new_source, kind = Resource, SourceRef, TASK_SUITE_SET
     with data.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             try:
@@ -191,7 +166,7 @@ def _row_suites(
             suite = base.copy()
             suite["tasks"] = tasks
             suite["options"] = options
-            suites[address] = resource(address, provider, suite, digest, display, number)
+            suites[address] = new_resource(address, kind, provider, suite, digest, new_source(display, number))
 
 
 def _checked_key(
@@ -446,4 +421,5 @@ class _SuiteFactory:
     def build(self, key: str, tasks: list[dict[str, Any]], lines: list[int]) -> Resource:
         spec = {**self.base, "tasks": tasks, "options": self.options}
         digest = self.hasher(tasks)
-        return _suite_resource(self.address_prefix + key, self.provider, spec, digest, self.display, lines[0])
+        source = SourceRef(self.display, lines[0])
+        return Resource(self.address_prefix + key, TASK_SUITE_SET, self.provider, spec, digest, source)

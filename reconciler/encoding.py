@@ -11,14 +11,14 @@ Two encodings, for two jobs:
 - **Wire and storage** (``dumps``, ``dumps_text``): request bodies and state columns. Keys keep their order;
   a body is encoded once and resent as the same bytes, so a retried create is byte-identical to the first.
 
-The fast paths, and what they are worth (``bench/bench_plan.py``, 100,000 one-row suites, see
-``docs/performance.md``):
+The fast paths, and what they are worth (``bench/bench_speedups.py``, 100,000 one-row suites; set against the
+whole command in ``docs/performance.md``):
 
 - ``SpecHasher`` renders the canonical text of everything but a suite's ``tasks`` once per set and splices
   each suite's tasks between that prefix and suffix, instead of re-encoding the whole spec with sorted keys
   per suite; tasks of plain values (strings, 64-bit integers, booleans, null) are encoded by orjson, whose
   sorted-keys text is byte-identical to the standard library's for those values. Hashing 100,000 one-row
-  suites with ``of_plain_row``: 0.10 s instead of 0.59 s with ``content_hash``.
+  suites with ``of_plain_row`` takes a sixth of the time ``content_hash`` takes.
 - ``dumps`` uses orjson: a 5,000-suite batch body is encoded in a tenth of the standard library's time.
 """
 

@@ -2,7 +2,8 @@
 
 Errors are raised where their cause is known, carry a message written for the person at the terminal, and are
 rendered exactly once, by ``reconciler.cli`` (one line each, exit status 1). Anything that is not a
-``ReconcilerError`` is a bug: the CLI writes a debug log and exits 2.
+``ReconcilerError`` is a bug: the CLI writes its traceback to a debug log and exits 1 (2 is what
+``plan --detailed-exitcode`` means by "changes").
 
 ::
 

@@ -24,6 +24,9 @@ PROVIDER_KINDS = (PERFTEST_PROVIDER, TOLOKA_PROVIDER)
 RESOURCE_KINDS = (PERFTEST_TASK, TASK_SUITE, TASK_SUITE_SET)
 KINDS = RESOURCE_KINDS + PROVIDER_KINDS
 
+#: Toloka's limit on the suites of one create request: the bound of ``batch_size``, and the client's batch limit.
+TOLOKA_MAX_BATCH_ITEMS = 5000
+
 #: Which provider type serves each resource kind.
 PROVIDER_TYPE_OF_KIND = {PERFTEST_TASK: "perftest", TASK_SUITE: "toloka", TASK_SUITE_SET: "toloka"}
 PROVIDER_KIND_OF_TYPE = {"perftest": PERFTEST_PROVIDER, "toloka": TOLOKA_PROVIDER}
@@ -197,7 +200,10 @@ class TolokaProviderSpec(_Strict):
     credentials: TolokaCredentials
     rate_limit: float = Field(default=100.0, gt=0, le=10000, description="Requests per second, at most.")
     batch_size: int = Field(
-        default=5000, ge=1, le=5000, description="Suites per create request (Toloka takes at most 5,000)."
+        default=TOLOKA_MAX_BATCH_ITEMS,
+        ge=1,
+        le=TOLOKA_MAX_BATCH_ITEMS,
+        description="Suites per create request (Toloka takes at most 5,000).",
     )
 
 

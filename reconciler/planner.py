@@ -8,6 +8,7 @@ recorded specs of exactly those resources, which keeps the database out of this 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import PlanError
@@ -35,35 +36,72 @@ def make_plan(
 ) -> Plan:
     """The plan's actions come out in apply's order: resolves, creates, replaces, then changes and orphans.
 
-    Each kind of action goes to its own list as it is found, so ordering costs nothing; the loop over the
-    desired resources does only what the resource's case needs, as it runs once per resource.
+    Resolve actions are the plan's account of intents left open by an interrupted apply; apply does not take
+    them from the plan, it settles every open intent it finds in the state before anything else, so a plan
+    made before another apply was killed still leaves nothing unsettled.
     """
     _check_addresses(targets, desired, recorded_extra=(), option="--target")
-    to_replace = frozenset(replace)
-    resolves: list[Action] = []
-    creates: list[Action] = []
-    replaces: list[Action] = []
-    changes: list[Action] = []
-    orphans: list[Action] = []
-    noop = 0
-    changed: list[Resource] = []
-
-    target_set = frozenset(targets)
-    target_sets = tuple(f"{t}/" for t in targets)
-
-    def selected(address: str) -> bool:
-        """``_matches`` against every target at once: a --target of a set is checked once per suite."""
-        return not targets or address in target_set or address.startswith(target_sets)
-
-    create, pending, failed = ActionType.CREATE, Status.PENDING, Status.FAILED
+    found = _Found(_Selector(targets))
     with cycle_collection_paused():
         recorded_by_address = {summary.address: summary for summary in recorded}
         _check_addresses(replace, desired, recorded_extra=recorded_by_address, option="--replace")
-        get_recorded = recorded_by_address.get
+        found.sort_desired(desired, recorded_by_address, frozenset(replace))
+    if found.changed:
+        found.explain_changes(recorded_by_address, load_specs)
+    # Every unchanged or changed resource is a recorded one that is still in the manifests; when they make up
+    # the whole state, nothing recorded has gone from the manifests and the pass below would find nothing.
+    if len(recorded_by_address) > found.noop + len(found.changed):
+        with cycle_collection_paused():
+            found.sort_undesired(desired, recorded_by_address)
+    return Plan(
+        lineage=lineage,
+        serial=serial,
+        workspace=workspace,
+        manifest_digest=manifest_digest,
+        actions=(*found.resolves, *found.creates, *found.replaces, *found.changes, *found.orphans),
+        noop_count=found.noop,
+        providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
+        created_at=created_at,
+    )
+
+
+class _Selector:
+    """``_matches`` against every target at once: a --target of a set is checked once per suite."""
+
+    def __init__(self, targets: Collection[str]) -> None:
+        self.any = bool(targets)
+        self._exact = frozenset(targets)
+        self._prefixes = tuple(f"{t}/" for t in targets)
+
+    def __call__(self, address: str) -> bool:
+        return not self.any or address in self._exact or address.startswith(self._prefixes)
+
+
+@dataclass
+class _Found:
+    """Each kind of action goes to its own list as it is found, so ordering the plan costs nothing."""
+
+    selected: _Selector
+    resolves: list[Action] = field(default_factory=list)
+    creates: list[Action] = field(default_factory=list)
+    replaces: list[Action] = field(default_factory=list)
+    changes: list[Action] = field(default_factory=list)
+    orphans: list[Action] = field(default_factory=list)
+    changed: list[Resource] = field(default_factory=list)
+    noop: int = 0
+
+    def sort_desired(
+        self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary], to_replace: frozenset[str]
+    ) -> None:
+        """One pass over the manifests that does only what each resource's case needs: it runs per resource."""
+        create, pending, failed = ActionType.CREATE, Status.PENDING, Status.FAILED
+        selected, targeted = self.selected, self.selected.any
+        creates, resolves, get_recorded = self.creates, self.resolves, recorded.get
+        noop = 0
         for address, resource in desired.items():
             rec = get_recorded(address)
             if rec is None:
-                if not targets or selected(address):
+                if not targeted or selected(address):
                     creates.append(
                         Action(
                             create,
@@ -77,14 +115,14 @@ def make_plan(
                     )
             elif rec.status is pending:
                 resolves.append(_resolve(rec))
-            elif targets and not selected(address):
+            elif targeted and not selected(address):
                 continue
             elif rec.status is failed:
                 creates.append(
                     _from_resource(create, resource, "the last attempt failed; trying again", attempt=rec.attempt + 1)
                 )
             elif address in to_replace:
-                replaces.append(
+                self.replaces.append(
                     _from_resource(
                         ActionType.REPLACE,
                         resource,
@@ -94,15 +132,17 @@ def make_plan(
                     )
                 )
             elif rec.spec_hash != resource.spec_hash:
-                changed.append(resource)
+                self.changed.append(resource)
             else:
                 noop += 1
+        self.noop += noop
 
-    if changed:
-        before = load_specs([r.address for r in changed])
-        for resource in changed:
-            rec = recorded_by_address[resource.address]
-            changes.append(
+    def explain_changes(self, recorded: Mapping[str, ResourceSummary], load_specs: LoadSpecs) -> None:
+        """Only the few changed resources pay for loading their recorded specs and for deepdiff."""
+        before = load_specs([r.address for r in self.changed])
+        for resource in self.changed:
+            rec = recorded[resource.address]
+            self.changes.append(
                 _from_resource(
                     ActionType.CHANGE,
                     resource,
@@ -114,39 +154,26 @@ def make_plan(
                 )
             )
 
-    # Every unchanged or changed resource is a recorded one that is still in the manifests; when they make up
-    # the whole state, nothing recorded has gone from the manifests and the pass below would find nothing.
-    if len(recorded_by_address) > noop + len(changed):
-        with cycle_collection_paused():
-            for address, rec in recorded_by_address.items():
-                if address in desired:
-                    continue
-                if rec.status is pending:
-                    resolves.append(_resolve(rec))
-                elif selected(address):
-                    orphans.append(
-                        Action(
-                            ActionType.ORPHAN,
-                            address,
-                            rec.kind,
-                            rec.provider,
-                            "in the state but no longer in the manifests; the remote object stays "
-                            f"(no delete API); `reconciler state forget {address}` drops it",
-                            spec_hash=rec.spec_hash,
-                            remote_id=rec.remote_id,
-                        )
+    def sort_undesired(self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary]) -> None:
+        """Recorded resources gone from the manifests: an open intent is still resolved, the rest are orphans."""
+        for address, rec in recorded.items():
+            if address in desired:
+                continue
+            if rec.status is Status.PENDING:
+                self.resolves.append(_resolve(rec))
+            elif self.selected(address):
+                self.orphans.append(
+                    Action(
+                        ActionType.ORPHAN,
+                        address,
+                        rec.kind,
+                        rec.provider,
+                        "in the state but no longer in the manifests; the remote object stays "
+                        f"(no delete API); `reconciler state forget {address}` drops it",
+                        spec_hash=rec.spec_hash,
+                        remote_id=rec.remote_id,
                     )
-
-    return Plan(
-        lineage=lineage,
-        serial=serial,
-        workspace=workspace,
-        manifest_digest=manifest_digest,
-        actions=(*resolves, *creates, *replaces, *changes, *orphans),
-        noop_count=noop,
-        providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
-        created_at=created_at,
-    )
+                )
 
 
 def _matches(address: str, target: str) -> bool:

@@ -6,21 +6,18 @@ command it speeds up; the figures are in ``docs/performance.md``.
 
 - ``cycle_collection_paused``: loading, planning and applying allocate millions of containers, none of them
   garbage, and Python's cycle collector would rescan all of them again and again.
-- ``slot_setters``: a frozen slotted dataclass's ``__init__`` stores each field through
-  ``object.__setattr__`` and a lookup by name; storing straight into the slots gives the same object in half
-  the time. Used for the one object per resource built while loading (``Resource``) and planning
-  (``Action``) and read back from the state (``ResourceSummary``).
+
+Tricks measured and dropped as worth less than 5% (``docs/performance.md``): building frozen dataclasses by
+their slot setters instead of ``__init__``, and ``tuple.__new__`` for named tuples.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-__all__ = ["cycle_collection_paused", "slot_setters"]
+__all__ = ["cycle_collection_paused"]
 
 
 @contextlib.contextmanager
@@ -43,18 +40,3 @@ def cycle_collection_paused() -> Iterator[None]:
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()
-
-
-def slot_setters(cls: type[Any], names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
-    """The slot setters of a frozen slotted dataclass's fields, in order: ``object.__new__(cls)`` then one
-    call per field builds the same object as ``cls(...)``.
-
-    Refused unless ``names`` are exactly its fields, in order, and the class has slots and no
-    ``__post_init__``: a field added later must not be silently left unset.
-    """
-    found = tuple(f.name for f in dataclasses.fields(cls))
-    if found != names:
-        raise TypeError(f"{cls.__name__} fields are {found}, not {names}: update its fast constructor")
-    if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
-        raise TypeError(f"{cls.__name__} is no longer a plain slotted dataclass: update its fast constructor")
-    return tuple(cls.__dict__[name].__set__ for name in names)

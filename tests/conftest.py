@@ -29,6 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("reconciler") is None:  # the package is not installed: use the work tree
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))  # ``helpers`` (tests/helpers/), under any import mode
 
 from reconciler.sandbox import (  # noqa: E402
     DEFAULT_ACCESS_KEY,

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Unpack
 import httpx
 
 from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
+from reconciler.kinds import TOLOKA_MAX_BATCH_ITEMS
 from reconciler.providers.http import HttpClient, HttpOptions
 
 API_PATH = "/api/v1"
@@ -27,7 +28,7 @@ DONE_STATUSES = frozenset({"SUCCESS", "FAIL"})
 ITEM_IDX = "__item_idx"
 OPTION_NAMES = ("allow_defaults", "open_pool", "skip_invalid_items")
 #: Suites per create request, at most.
-MAX_BATCH_ITEMS = 5000
+MAX_BATCH_ITEMS = TOLOKA_MAX_BATCH_ITEMS
 #: Input values per create request, at most (their JSON size, in bytes).
 MAX_BATCH_INPUT_BYTES = 1024 * 1024
 

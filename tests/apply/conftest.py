@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_project import Project, providers_yaml, suite_set_yaml, tasks_yaml
+from helpers.apply_project import Project, providers_yaml, suite_set_yaml, tasks_yaml
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from apply_project import Project, assert_exactly_once, providers_yaml
+from helpers.apply_project import Project, assert_exactly_once, providers_yaml
 
 from reconciler.providers.perftest import PerfTestClient
 

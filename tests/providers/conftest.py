@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from provider_fakes import FakeServer, Handler
+from helpers.fake_server import FakeServer, Handler
 
 
 @pytest.fixture

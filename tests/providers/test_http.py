@@ -11,7 +11,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from provider_fakes import Drop, FakeServer, Handler, Hang, Reply, script
+from helpers.fake_server import Drop, FakeServer, Handler, Hang, Reply, script
 
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
 from reconciler.providers.http import HttpClient, RateLimiter, api_error, parse_retry_after

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from provider_fakes import Drop, FakeServer, Handler, Reply, Seen, script
+from helpers.fake_server import Drop, FakeServer, Handler, Reply, Seen, script
 
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError
 from reconciler.providers import signing

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from provider_fakes import Drop, FakeServer, Handler, Reply, Seen, script
+from helpers.fake_server import Drop, FakeServer, Handler, Reply, Seen, script
 
 from reconciler.errors import PermanentProviderError, TransientProviderError
 from reconciler.providers.toloka import LogEntry, Operation, TolokaClient

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_helpers import PerfTestClient, TolokaClient, suite
+from helpers.sandbox_clients import PerfTestClient, TolokaClient, suite
 
 from reconciler.sandbox import FaultSpec, FaultSpecError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_helpers import PerfTestClient
+from helpers.sandbox_clients import PerfTestClient
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from sandbox_helpers import TolokaClient, suite
+from helpers.sandbox_clients import TolokaClient, suite
 
 SUITE_ID = re.compile(r"^[0-9a-f]{10}--[0-9a-f]{24}$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?$")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sandbox_helpers import PerfTestClient, TolokaClient, suite
+from helpers.sandbox_clients import PerfTestClient, TolokaClient, suite
 
 from reconciler.sandbox import SandboxSeed, SandboxServer, SeedError
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the helper modules beside this file, under any import mode
+from helpers.state_backends import BACKENDS, Backend
 
-from state_backends import BACKENDS, Backend  # noqa: E402
-
-from reconciler.state import StateStore  # noqa: E402
+from reconciler.state import StateStore
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -14,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from state_builders import create, record
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, for ``helpers``: this runs as a script
 
-from reconciler.errors import StateLockedError
-from reconciler.state import open_store
+from helpers.state_builders import create, record  # noqa: E402
+
+from reconciler.errors import StateLockedError  # noqa: E402
+from reconciler.state import open_store  # noqa: E402
 
 
 def main(command: str, location: str) -> None:

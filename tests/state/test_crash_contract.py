@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from state_backends import Backend
+from helpers.state_backends import Backend
 
 from reconciler.state import StateStore, Status
 

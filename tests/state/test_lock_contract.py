@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from state_backends import Backend
+from helpers.state_backends import Backend
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.state import StateStore, default_holder, held_lock

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from state_builders import create, record
+from helpers.state_builders import create, record
 
 from reconciler.errors import StateError
 from reconciler.state import FORMAT_VERSION, Outcome, SqliteStateStore, StateMeta, Status

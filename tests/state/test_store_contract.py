@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from state_backends import Backend
-from state_builders import create, intent_for, pending, record
+from helpers.state_backends import Backend
+from helpers.state_builders import create, intent_for, pending, record
 
 from reconciler.errors import StateError, StateVersionError, UnknownAddressError
 from reconciler.state import FORMAT_VERSION, Intent, Outcome, StateStore, Status

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from state_builders import create, intent_for, pending, record  # noqa: E402
+from helpers.state_builders import create, intent_for, pending, record  # noqa: E402
 
 from reconciler.state import Outcome, SqliteStateStore, Status  # noqa: E402
 
