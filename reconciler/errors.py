@@ -21,6 +21,7 @@ rendered exactly once, by ``reconciler.cli`` (one line each, exit status 1). Any
      +-- ProviderError              a remote API answered badly (carries provider, address, operation id)
           +-- TransientProviderError   worth retrying later (timeouts, 429, 5xx after our own retries)
           +-- PermanentProviderError   the API said no (4xx); retrying the same request cannot help
+          |    +-- EndpointError          nothing was sent: the endpoint refused the first connection, or its TLS
           +-- OutcomeUnknownError      the request may or may not have taken effect; resolve before resending
           +-- AmbiguousAdoptionError   recovery found more than one remote object that could be ours
 """
@@ -148,6 +149,11 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     pass
+
+
+class EndpointError(PermanentProviderError):
+    """The endpoint is wrong, not busy: its host refused the very first connection, or its TLS could not be
+    trusted. Nothing was sent, and every other call to it would fail the same way."""
 
 
 class OutcomeUnknownError(ProviderError):

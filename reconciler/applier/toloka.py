@@ -26,7 +26,7 @@ from reconciler.applier.work import (
     pending_resources,
 )
 from reconciler.encoding import content_hash, dumps
-from reconciler.errors import PermanentProviderError, ProviderError
+from reconciler.errors import EndpointError, PermanentProviderError, ProviderError
 from reconciler.plan import Action
 from reconciler.providers.toloka import (
     MAX_BATCH_INPUT_BYTES,
@@ -99,6 +99,9 @@ class TolokaModule:
         try:
             with self._uploads:
                 self.client.create_task_suites_async(operation_id=intent.operation_id, items=items, options=options)
+        except EndpointError as err:
+            failed = [Outcome(a, Status.FAILED, error=f"not sent: {err}") for a in intent.addresses]
+            return Settlement(failed, resolved=True, stop=str(err))
         except PermanentProviderError as err:
             failed = [Outcome(a, Status.FAILED, error=f"rejected: {err}") for a in intent.addresses]
             return Settlement(failed, resolved=True)

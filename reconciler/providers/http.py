@@ -14,6 +14,12 @@ policy here is the heart of that promise, not a convenience:
 
 How httpx failures and statuses map::
 
+    ConnectError: connection refused, and this client has
+      never reached its host                                -> EndpointError at once (a wrong endpoint, not sent)
+    ConnectError: the TLS handshake failed (a certificate
+      not trusted, or not TLS at all)                       -> EndpointError at once, whenever it happens
+                                                               (TransientProviderError if an earlier attempt
+                                                               of the request may have arrived)
     ConnectError, ConnectTimeout, PoolTimeout, ProxyError   -> retry; TransientProviderError when exhausted
     ReadTimeout, WriteTimeout, ReadError, WriteError,
       RemoteProtocolError, DecodingError, ...               -> idempotent: retry; else OutcomeUnknownError
@@ -48,6 +54,7 @@ import orjson
 
 from reconciler.encoding import dumps
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
+from reconciler.providers.endpoints import endpoint_error, host_port
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +230,7 @@ class HttpClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._base_path = urlsplit(self.base_url).path  # so messages show the full path, /api/v1/... included
+        self._host = host_port(self.base_url)  # what a failure to connect names: the path is no use there
         self.provider = provider
         self._auth = auth
         self._timeout = timeout
@@ -238,6 +246,9 @@ class HttpClient:
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._closed = False
+        # Set once a connection to the host was made. Until then, a refused connection is a wrong endpoint
+        # (fail at once); after, it is the host restarting (retry). Only ever goes False -> True.
+        self._reached = False
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -318,13 +329,16 @@ class HttpClient:
         headers = {"Content-Type": "application/json"} if content is not None else None
         query = {k: _query_value(v) for k, v in (params or {}).items()}
         attempt = 0
+        maybe_sent = False  # whether an earlier attempt of this very request may have reached the service
         while True:
             self._limiter.acquire()
             try:
                 response = self._http().request(method, path, params=query, content=content, headers=headers)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                retry = self._transport_failure(exc, what, idempotent)
+                retry = self._transport_failure(exc, what, idempotent, maybe_sent)
+                maybe_sent = maybe_sent or not isinstance(exc, _NOT_SENT)
             else:
+                self._reached = maybe_sent = True
                 if 200 <= response.status_code < 300:
                     if not want_json:
                         return response, None
@@ -357,15 +371,20 @@ class HttpClient:
 
     # --- classification ------------------------------------------------------------------------------------
 
-    def _transport_failure(self, exc: Exception, what: str, idempotent: bool) -> _Retry:
+    def _transport_failure(self, exc: Exception, what: str, idempotent: bool, maybe_sent: bool) -> _Retry:
         name = type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            wrong = endpoint_error(exc, host=self._host, reached=self._reached, maybe_sent=maybe_sent)
+            if wrong is not None:
+                raise wrong(provider=self.provider) from exc
         if isinstance(exc, _NOT_SENT):
-            return _Retry(f"could not connect ({name}: {_trim(str(exc)) or 'no details'})")
+            return _Retry(f"could not connect to {self._host} ({name}: {_trim(str(exc)) or 'no details'})")
         if isinstance(exc, (*_LOCAL, httpx.InvalidURL)):
             raise PermanentProviderError(
                 f"{what} could not be sent ({name}: {_trim(str(exc))}); check the provider's endpoint",
                 provider=self.provider,
             ) from exc
+        self._reached = True  # a read or write failed, so a connection was made
         reason = f"{name}: {_trim(str(exc)) or 'no details'}"
         if not idempotent:
             raise OutcomeUnknownError(

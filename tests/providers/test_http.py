@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +21,6 @@ StartServer = Callable[[Handler], FakeServer]
 def client(url: str, sleeps: list[float], **options: object) -> HttpClient:
     defaults: dict[str, object] = {"rate_limit": 1000.0, "sleep": sleeps.append}
     return HttpClient(url, provider="test", auth=None, **{**defaults, **options})  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the exactly-once rule ----------------------------------------------------------------------------------
@@ -77,9 +70,14 @@ def test_a_request_that_is_not_idempotent_is_resent_after_429_because_the_gatewa
 
 
 def test_a_request_is_resent_when_the_connection_cannot_be_made_and_then_gives_up_as_transient(
-    sleeps: list[float],
+    fake_server: StartServer, sleeps: list[float]
 ) -> None:
-    http = client(f"http://127.0.0.1:{free_port()}", sleeps, max_retries=3)
+    # The host answered once, then went away: a refusal now may be a restart, so it is retried. (A refusal
+    # before the host ever answered is a wrong endpoint, not retried: test_connect_and_environment.py.)
+    server = fake_server(script(Reply(200, {"ok": True}, headers={"Connection": "close"})))
+    http = client(server.url, sleeps, max_retries=3)
+    http.request("GET", "/ping", idempotent=True)
+    server.close()
     with http, pytest.raises(TransientProviderError) as caught:
         http.request("POST", "/tasks", json={"n": 1}, idempotent=False)
     assert len(sleeps) == 3
