@@ -8,9 +8,10 @@ that validates is one the API will accept.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 API_VERSION = "reconciler/v1"
 
@@ -51,13 +52,18 @@ class Metadata(_Strict):
 
 # --- CodeArts PerfTest -------------------------------------------------------------------------------------
 
+#: CodeArts PerfTest's longest task name (the API reference: 1-42 characters).
+PERFTEST_TASK_NAME_MAX = 42
+
+#: What CodeArts PerfTest accepts as a task name: the rule of ``spec.name``, and of ``metadata.name`` when that is
+#: the name sent (``perftest_task_name_error``).
+PerfTestTaskName = Annotated[str, Field(min_length=1, max_length=PERFTEST_TASK_NAME_MAX)]
+
 
 class PerfTestTaskSpec(_Strict):
     """The body of ``POST /v3/{project_id}/tasks``."""
 
-    name: str | None = Field(
-        default=None, min_length=1, max_length=42, description="Task name; defaults to metadata.name."
-    )
+    name: PerfTestTaskName | None = Field(default=None, description="Task name; defaults to metadata.name.")
     parallel: bool = Field(description="Whether the task's cases run concurrently.")
     enable_full_link: bool | None = Field(default=None, description="Whether full-link pressure test is on.")
     project_id: int = Field(ge=1, description="Integer ID of the CPTS test project (not the cloud project).")
@@ -65,6 +71,31 @@ class PerfTestTaskSpec(_Strict):
         default=2, description="0 by duration, 1 by count, 2 both; documented as legacy with fixed value 2."
     )
     case_id_list: list[Annotated[int, Field(ge=1)]] = Field(description="IDs of the cases the task runs.")
+
+
+def perftest_task_name(metadata: Metadata, spec: PerfTestTaskSpec) -> str:
+    """The name a task is created with: ``spec.name``, or else ``metadata.name``."""
+    return spec.name if spec.name is not None else metadata.name
+
+
+def perftest_task_name_error(name: str) -> str | None:
+    """Why CodeArts PerfTest would refuse ``name`` as a task name, or None: the very rules of ``spec.name``,
+    for a name that reaches the API another way (``metadata.name``, when ``spec.name`` is not given)."""
+    try:
+        _task_name_adapter().validate_python(name)
+    except ValidationError as err:
+        error = err.errors()[0]
+        if error["type"] in ("string_too_long", "string_too_short"):
+            limit = PERFTEST_TASK_NAME_MAX
+            return f"a PerfTest task name is 1-{limit} characters long and {name!r} has {len(name)}"
+        return f"CodeArts PerfTest would refuse {name!r} as a task name: {error['msg']}"
+    return None
+
+
+@functools.cache
+def _task_name_adapter() -> TypeAdapter[str]:
+    # built on first use: only a task without spec.name needs it
+    return TypeAdapter(PerfTestTaskName)
 
 
 # --- Toloka --------------------------------------------------------------------------------------------------

@@ -40,12 +40,13 @@ def make_plan(
     them from the plan, it settles every open intent it finds in the state before anything else, so a plan
     made before another apply was killed still leaves nothing unsettled.
     """
-    _check_addresses(targets, desired, recorded_extra=(), option="--target")
-    found = _Found(_Selector(targets))
+    selected = _Selector(targets)
+    found = _Found(selected)
     with cycle_collection_paused():
         recorded_by_address = {summary.address: summary for summary in recorded}
-        _check_addresses(replace, desired, recorded_extra=recorded_by_address, option="--replace")
-        found.sort_desired(desired, recorded_by_address, frozenset(replace))
+        _check_addresses(targets, desired, recorded_by_address, option="--target")
+        _check_addresses(replace, desired, recorded_by_address, option="--replace", within=selected)
+        found.sort_desired(desired, recorded_by_address, _Selector(replace))
     if found.changed:
         found.explain_changes(recorded_by_address, load_specs)
     # Every unchanged or changed resource is a recorded one that is still in the manifests; when they make up
@@ -66,15 +67,23 @@ def make_plan(
 
 
 class _Selector:
-    """``_matches`` against every target at once: a --target of a set is checked once per suite."""
+    """The addresses a flag's ADDRESS arguments name (``_matches`` against all of them at once), for every flag
+    alike: a set's address names each of its suites, and is checked once per suite.
 
-    def __init__(self, targets: Collection[str]) -> None:
-        self.any = bool(targets)
-        self._exact = frozenset(targets)
-        self._prefixes = tuple(f"{t}/" for t in targets)
+    Called, it answers for ``--target``, where no address means everything; ``covers`` answers for
+    ``--replace``, where no address means nothing.
+    """
+
+    def __init__(self, addresses: Collection[str]) -> None:
+        self.any = bool(addresses)
+        self._exact = frozenset(addresses)
+        self._prefixes = tuple(f"{a}/" for a in addresses)
 
     def __call__(self, address: str) -> bool:
         return not self.any or address in self._exact or address.startswith(self._prefixes)
+
+    def covers(self, address: str) -> bool:
+        return address in self._exact or address.startswith(self._prefixes)
 
 
 @dataclass
@@ -91,11 +100,12 @@ class _Found:
     noop: int = 0
 
     def sort_desired(
-        self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary], to_replace: frozenset[str]
+        self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary], to_replace: _Selector
     ) -> None:
         """One pass over the manifests that does only what each resource's case needs: it runs per resource."""
         create, pending, failed = ActionType.CREATE, Status.PENDING, Status.FAILED
         selected, targeted = self.selected, self.selected.any
+        replacing, replaced = to_replace.any, to_replace.covers
         creates, resolves, get_recorded = self.creates, self.resolves, recorded.get
         noop = 0
         for address, resource in desired.items():
@@ -121,7 +131,7 @@ class _Found:
                 creates.append(
                     _from_resource(create, resource, "the last attempt failed; trying again", attempt=rec.attempt + 1)
                 )
-            elif address in to_replace:
+            elif replacing and replaced(address):
                 self.replaces.append(
                     _from_resource(
                         ActionType.REPLACE,
@@ -182,17 +192,62 @@ def _matches(address: str, target: str) -> bool:
 
 
 def _check_addresses(
-    wanted: Collection[str], known: Collection[str], *, recorded_extra: Collection[str], option: str
+    wanted: Collection[str],
+    known: Collection[str],
+    recorded: Collection[str],
+    *,
+    option: str,
+    within: _Selector | None = None,
 ) -> None:
-    for target in wanted:
-        if target in known or target in recorded_extra:
-            continue
-        if any(_matches(a, target) for a in known):
-            continue
-        raise PlanError(
-            f"{option} {target}: no such resource in the manifests (addresses look like "
-            f"PerfTestTask/NAME, TaskSuite/NAME or TaskSuiteSet/NAME/KEY)"
+    """Every ADDRESS of ``option`` names something in the manifests (a resource, or a set and so its suites)
+    and, when ``within`` (the ``--target`` selection) is given, something the plan looks at: an address that
+    matches nothing would make its flag a silent no-op."""
+    for address in wanted:
+        prefix = f"{address}/"
+        named = [address] if address in known else [a for a in known if a.startswith(prefix)]
+        if not named:
+            raise PlanError(f"{option} {address}: {_not_declared(address, known, recorded, option)}")
+        if within is not None and not any(within(a) for a in named):
+            raise PlanError(
+                f"{option} {address}: not among the addresses --target selects, so it would do nothing; "
+                "target it too, or leave it out"
+            )
+
+
+def _not_declared(address: str, known: Collection[str], recorded: Collection[str], option: str) -> str:
+    """Why an address names nothing in the manifests, with what it may have meant; only errors pay for this."""
+    if address in recorded or any(_matches(a, address) for a in recorded):
+        needs = (
+            "a replacement is made from the manifest" if option == "--replace" else "a plan without --target lists it"
         )
+        return (
+            f"in the state but no longer in the manifests ({needs}); the remote object stays, and "
+            f"`reconciler state forget {address}` drops it from the state"
+        )
+    hint = _did_you_mean(address, known)
+    if hint:
+        return f"no such resource in the manifests (did you mean {hint}?)"
+    return (
+        "no such resource in the manifests (addresses look like PerfTestTask/NAME, TaskSuite/NAME or "
+        "TaskSuiteSet/NAME/KEY)"
+    )
+
+
+def _did_you_mean(address: str, known: Collection[str]) -> str | None:
+    """A declared resource or set whose address is close to ``address``: the same name under another kind, or
+    a close name under the same kind. Not for a set's suites, whose keys come from data."""
+    kind, _, name = address.partition("/")
+    if not name or "/" in name:
+        return None
+    heads = {"/".join(a.split("/", 2)[:2]) for a in known}
+    same_name = sorted(h for h in heads if h.partition("/")[2] == name)
+    if same_name:
+        return same_name[0]
+    import difflib  # imported here: only a mistyped address needs it
+
+    names = sorted(h.partition("/")[2] for h in heads if h.startswith(f"{kind}/"))
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"{kind}/{close[0]}" if close else None
 
 
 def _from_resource(

@@ -9,6 +9,7 @@ each with a ``type``, like Terraform's ``-json``.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
@@ -46,6 +47,16 @@ _VERBS = {
 
 FOLD_AFTER = 10
 FOLD_GROUPS_LARGER_THAN = 50
+#: Addresses named on the line that folds the repeats of one apply failure.
+FOLD_CAUSE_EXAMPLES = 3
+
+#: The part of an error message that differs between requests of one cause (``providers/http.py`` appends it).
+_REQUEST_ID = re.compile(r" \[request id [^\]]*\]")
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 resource``, ``2 resources``."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 class Printer:
@@ -82,7 +93,7 @@ def _set_name(address: str) -> str | None:
 def render_plan(plan: Plan, printer: Printer, *, verbose: bool = False) -> None:
     if not plan.actions:
         printer.line(
-            f"No changes. The state matches the manifests ({plan.noop_count} resources up to date).",
+            f"No changes. The state matches the manifests ({plural(plan.noop_count, 'resource')} up to date).",
             fg="green",
             bold=True,
         )
@@ -210,19 +221,45 @@ def write_event(out: TextIO, event: dict[str, Any]) -> None:
     out.flush()
 
 
+class _Repeats:
+    """The events of one cause after the first: how many addresses, and the first few of them."""
+
+    __slots__ = ("count", "examples")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[str] = []
+
+
+#: The apply events folded by cause, with the sign, colour and words their lines start with.
+_FOLDED_EVENTS = {
+    "failed": ("x", "red", "failed: "),
+    "unresolved": ("?", "yellow", "unresolved: "),
+    "warning": ("!", "yellow", ""),
+}
+
+
 class ApplyReporter:
     """Shows apply as it goes: a progress bar on a terminal, JSON lines with --json, plain lines otherwise.
+
+    One cause often fails many addresses at once (a refused key, a batch too large: thousands of suites). In
+    text, the first address of each cause is shown as it happens and the others are counted; the summary then
+    gives each repeated cause one line, with its count and a few addresses. ``verbose`` (``-v``) shows every
+    line instead; JSON keeps one event per address, for pipelines. A cause is the event's type and message,
+    less the request id that differs between the requests of one cause.
 
     Called from worker threads; rich's progress is thread-safe, and plain writes are serialised here.
     """
 
     PER_RESOURCE_LINES_UP_TO = 100
 
-    def __init__(self, printer: Printer, *, as_json: bool, total: int) -> None:
+    def __init__(self, printer: Printer, *, as_json: bool, total: int, verbose: bool = False) -> None:
         self.printer = printer
         self.as_json = as_json
         self.total = total
+        self.verbose = verbose
         self._write_lock = threading.Lock()
+        self._causes: dict[tuple[str, str], _Repeats] = {}
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         if not as_json and printer.out.isatty() and total > 0:
@@ -257,6 +294,8 @@ class ApplyReporter:
             return
         if event.type in _PROGRESS_EVENTS and self._progress is not None and self._task is not None:
             self._progress.advance(self._task, event.size)
+        if event.type in _FOLDED_EVENTS and not self.verbose and self._repeated(event):
+            return
         text, colour = self._line(event)
         if text is None:
             return
@@ -265,6 +304,32 @@ class ApplyReporter:
         else:
             with self._write_lock:
                 self.printer.line(text, fg=colour)
+
+    def _repeated(self, event: ApplyEvent) -> bool:
+        """Whether the event's cause was already shown; if so, it is counted for the summary instead."""
+        cause = (event.type, _REQUEST_ID.sub("", event.message or ""))
+        with self._write_lock:
+            repeats = self._causes.get(cause)
+            if repeats is None:
+                self._causes[cause] = _Repeats()
+                return False
+            repeats.count += event.size
+            if event.address is not None and len(repeats.examples) < FOLD_CAUSE_EXAMPLES:
+                repeats.examples.append(event.address)
+            return True
+
+    def _folded_lines(self) -> Iterator[tuple[str, str | None]]:
+        """One line per cause that was folded: how many more, the first few of them, and the cause."""
+        for (event_type, cause), repeats in self._causes.items():
+            if not repeats.count:
+                continue
+            sign, colour, verb = _FOLDED_EVENTS[event_type]
+            if repeats.examples:
+                rest = ", ..." if repeats.count > len(repeats.examples) else ""
+                which = f"{repeats.count} more ({', '.join(repeats.examples)}{rest}; -v lists every one)"
+            else:
+                which = f"{plural(repeats.count, 'more time')} (-v lists every one)"
+            yield f"  {sign} {which}: {verb}{cause}", colour
 
     def _line(self, event: ApplyEvent) -> tuple[str | None, str | None]:
         few = self.total <= self.PER_RESOURCE_LINES_UP_TO
@@ -302,6 +367,8 @@ class ApplyReporter:
             )
             return
         self.printer.line()
+        for text, colour in self._folded_lines():
+            self.printer.line(text, fg=colour)
         parts = [f"{result.created} created"]
         if result.adopted:
             parts.append(f"{result.adopted} of them found after an interrupted call")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.encoding import content_hash
-from reconciler.kinds import Metadata, PerfTestTaskSpec, TaskSuiteSpec
+from reconciler.kinds import Metadata, PerfTestTaskSpec, TaskSuiteSpec, perftest_task_name
 
 
 def address_of(kind: str, *names: str) -> str:
@@ -64,9 +64,9 @@ def make_resource(*, address: str, kind: str, provider: str, spec: dict[str, Any
 
 
 def perftest_task_spec(metadata: Metadata, spec: PerfTestTaskSpec) -> dict[str, Any]:
-    """The request body for a task, with the documented defaults filled in."""
+    """The request body for a task, with the documented defaults filled in (the name: ``perftest_task_name``)."""
     body = spec.model_dump(exclude_none=True)
-    body.setdefault("name", metadata.name)
+    body["name"] = perftest_task_name(metadata, spec)
     body["operate_mode"] = spec.operate_mode
     return body
 

@@ -1,10 +1,11 @@
 """Applying to CodeArts PerfTest: one intent per task, and finding out what an unanswered create made.
 
 The API has no idempotency key. Before creating anything, each test project is listed once and the ids of the
-tasks that already bear each name are written into the intent: those are not ours. When a create's outcome is
-unknown (timeout, dropped connection, 5xx, crash), the test project is listed again: exactly one task with the
-intended name that is not among those ids is ours and is adopted; none means nothing was created, and the
-request is sent again; more than one is ambiguous, and apply stops and says so instead of guessing.
+tasks that already bear each name are written into the intent: none of them is what this create makes (one may
+be the task a replacement replaces, which stays: nothing is ever deleted). When a create's outcome is unknown
+(timeout, dropped connection, 5xx, crash), the test project is listed again: exactly one task with the intended
+name that is not among those ids is ours and is adopted; none means nothing was created, and the request is
+sent again; more than one is ambiguous, and apply stops and says so instead of guessing.
 
 A test project that cannot be listed first gets nothing sent: recovery after a lost answer could not tell our
 task from one that was there before.
@@ -34,6 +35,8 @@ INTENT_ACTION = "perftest_create"
 RESENDS = 3
 #: Seconds between the two listings that must both miss a task before it is resent (a listing may lag).
 SETTLE_SECONDS = 1.0
+#: Journal entries of an address read to tell its own earlier tasks from others bearing the same name.
+HISTORY_LIMIT = 1000
 
 
 class PerfTestModule:
@@ -52,6 +55,7 @@ class PerfTestModule:
     ) -> None:
         self.name = name
         self.client = client
+        self.store = store
         self.lineage = lineage
         self.settle_seconds = perftest_settle
         self._sleep = sleep
@@ -74,20 +78,54 @@ class PerfTestModule:
                 fingerprint=action.spec_hash or "",
                 detail={"test_project_id": project, "name": name, "preexisting_ids": before, "body": spec},
             )
-            warnings = []
-            if before:
-                warnings.append(
-                    ApplyEvent(
-                        EventType.WARNING,
-                        action.address,
-                        message=f"test project {project} already has a task named {name!r} (id "
-                        f"{', '.join(before)}) that reconciler did not create; creating another",
-                    )
-                )
+            warnings = self._same_name_warnings(action, project, name, before) if before else []
             yield Call(intent, pending_resources([action]), functools.partial(self._create, intent, warnings))
 
     def resolution(self, intent: Intent) -> Call:
         return Call(intent, None, functools.partial(self._resolve, intent))
+
+    def _same_name_warnings(self, action: Action, project: int, name: str, ids: list[str]) -> list[ApplyEvent]:
+        """What to say of the tasks already named like the one about to be created, each truly: the task being
+        replaced (and any earlier one of this address) stays, as nothing is ever deleted; any other is not one
+        this state made for the address.
+
+        Only a create that meets a same-named task pays for reading the address's history."""
+        ours = {action.remote_id} if action.remote_id else set()
+        if any(i not in ours for i in ids):
+            ours |= {
+                str(entry.detail["remote_id"])
+                for entry in self.store.history(address=action.address, limit=HISTORY_LIMIT)
+                if entry.detail.get("remote_id") is not None
+            }
+        kept = [i for i in ids if i in ours]
+        others = [i for i in ids if i not in ours]
+        warnings = []
+        if kept:
+            one = len(kept) == 1
+            which = (
+                "the task it replaces"
+                if kept == [action.remote_id]
+                else f"the task{'' if one else 's'} this address had before"
+            )
+            warnings.append(
+                ApplyEvent(
+                    EventType.WARNING,
+                    action.address,
+                    message=f"{which} (id {', '.join(kept)}) {'stays' if one else 'stay'} in test project {project} "
+                    f"under the same name {name!r}; reconciler never deletes tasks: delete {'it' if one else 'them'} "
+                    "in CodeArts PerfTest once no longer needed",
+                )
+            )
+        if others:
+            warnings.append(
+                ApplyEvent(
+                    EventType.WARNING,
+                    action.address,
+                    message=f"test project {project} already has a task named {name!r} (id {', '.join(others)}) "
+                    "that this state did not create for this address; creating another with the same name",
+                )
+            )
+        return warnings
 
     def _existing_names(self, actions: list[Action]) -> dict[int, dict[str, list[str]] | ProviderError]:
         """Task ids per name in each test project, before we create anything; a project that cannot be listed

@@ -27,6 +27,7 @@ from reconciler.kinds import (
     PerfTestTaskDocument,
     TaskSuiteDocument,
     TaskSuiteSetDocument,
+    perftest_task_name,
 )
 from reconciler.manifest.files import Document
 from reconciler.resources import (
@@ -137,7 +138,7 @@ class Assembler:
         for doc, model in checked:
             if not isinstance(model, PerfTestTaskDocument):
                 continue
-            name = model.spec.name or model.metadata.name
+            name = perftest_task_name(model.metadata, model.spec)
             earlier = first.setdefault((model.spec.project_id, name), doc)
             if earlier is not doc:
                 message = (

@@ -16,7 +16,15 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.errors import Problem
-from reconciler.kinds import API_VERSION, DOCUMENT_MODELS, KINDS, NAME_PATTERN, json_schema
+from reconciler.kinds import (
+    API_VERSION,
+    DOCUMENT_MODELS,
+    KINDS,
+    NAME_PATTERN,
+    PerfTestTaskDocument,
+    json_schema,
+    perftest_task_name_error,
+)
 from reconciler.manifest.files import Document
 
 if TYPE_CHECKING:
@@ -53,10 +61,25 @@ def validate(doc: Document, problems: list[Problem]) -> BaseModel | None:
     if len(problems) > before:
         return None
     try:
-        return DOCUMENT_MODELS[kind].model_validate(data)
+        model = DOCUMENT_MODELS[kind].model_validate(data)
     except ValidationError as err:
         problems.extend(doc.problem(e["loc"], _pydantic_message(e)) for e in err.errors())
         return None
+    problems.extend(_derived_problems(doc, model))
+    return model if len(problems) == before else None
+
+
+def _derived_problems(doc: Document, model: BaseModel) -> Iterator[Problem]:
+    """What the API would refuse in a value the document does not write where it is sent: a task without
+    ``spec.name`` is created under its ``metadata.name``, which must then pass the rules of a task name."""
+    if isinstance(model, PerfTestTaskDocument) and model.spec.name is None:
+        error = perftest_task_name_error(model.metadata.name)
+        if error is not None:
+            yield doc.problem(
+                ("metadata", "name"),
+                f"used as the task name, since spec.name is not set, but {error}; set spec.name to a name "
+                "CodeArts PerfTest accepts, or shorten metadata.name",
+            )
 
 
 def _duplicate_keys(doc: Document) -> Iterator[Problem]:

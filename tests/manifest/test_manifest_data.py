@@ -200,14 +200,15 @@ def test_a_csv_row_with_the_wrong_number_of_fields_is_reported(workdir):
     workdir.write("set.yaml", suite_set(source="reviews.csv", input_fields=["text", "stars"]))
 
     assert workdir.problems() == [
-        "reviews.csv:2: TaskSuiteSet/reviews: the row has no 'stars' column (listed in spec.input_fields)",
+        "reviews.csv:1: TaskSuiteSet/reviews: spec.input_fields: the header has no column 'stars'; its columns: "
+        "'id', 'text'",
         "reviews.csv:3: TaskSuiteSet/reviews: the row has 3 fields; the header has 2",
         "reviews.csv:4: TaskSuiteSet/reviews: the row has 1 fields; the header has 2",
     ]
 
 
 def test_a_flood_of_bad_rows_is_summarised(workdir):
-    workdir.write("reviews.jsonl", jsonl(*[{"text": "no key"}] * 80))
+    workdir.write("reviews.jsonl", jsonl({"id": "r0"}, *[{"text": "no key"}] * 80))
     workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
 
     problems = workdir.problems()
@@ -362,3 +363,109 @@ def test_loading_leaves_the_garbage_collector_as_it_was(workdir):
             gc.enable()
         else:
             gc.disable()
+
+
+# --- a column the spec names that the data does not have ------------------------------------------------------
+
+
+def test_a_misspelt_key_over_a_csv_is_one_problem_at_the_header_with_a_suggestion(workdir):
+    workdir.write("reviews.csv", "review_id,text\n" + "".join(f"r{i},review {i}\n" for i in range(5000)))
+    workdir.write("set.yaml", suite_set(source="reviews.csv", key="reviw_id"))
+
+    assert workdir.problems() == [
+        "reviews.csv:1: TaskSuiteSet/reviews: spec.key: the header has no column 'reviw_id' (did you mean "
+        "'review_id'?); its columns: 'review_id', 'text'"
+    ]
+
+
+def test_misspelt_input_fields_over_a_tsv_are_one_problem_each_at_the_header(workdir):
+    workdir.write("reviews.tsv", "\n\nid\ttext\tstars\n" + "".join(f"r{i}\tok\t5\n" for i in range(300)))
+    workdir.write("set.yaml", suite_set(source="reviews.tsv", input_fields=["txet", "stars", "lang"]))
+
+    assert workdir.problems() == [
+        "reviews.tsv:3: TaskSuiteSet/reviews: spec.input_fields: the header has no column 'txet' (did you mean "
+        "'text'?); its columns: 'id', 'text', 'stars'",
+        "reviews.tsv:3: TaskSuiteSet/reviews: spec.input_fields: the header has no column 'lang'; its columns: "
+        "'id', 'text', 'stars'",
+    ]
+
+
+def test_a_group_by_column_missing_from_the_header_is_one_problem(workdir):
+    workdir.write("reviews.csv", "id,product\n" + "".join(f"r{i},kettle\n" for i in range(100)))
+    workdir.write("set.yaml", suite_set(source="reviews.csv", group_by="products"))
+
+    assert workdir.problems() == [
+        "reviews.csv:1: TaskSuiteSet/reviews: spec.group_by: the header has no column 'products' (did you mean "
+        "'product'?); its columns: 'id', 'product'"
+    ]
+
+
+def test_a_key_no_jsonl_row_has_is_one_problem(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(5000)))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", key="ID"))
+
+    assert workdir.problems() == [
+        "reviews.jsonl:1: TaskSuiteSet/reviews: spec.key: none of the 5000 rows has the column 'ID' (did you mean "
+        "'id'?); this one has 'id', 'text', 'lang'"
+    ]
+
+
+def test_a_key_no_jsonl_row_has_is_one_problem_on_every_path_of_the_reader(workdir):
+    workdir.write("reviews.jsonl", jsonl(*rows(200)))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", key="ID", tasks_per_suite=2))
+    workdir.write(
+        "grouped.yaml",
+        suite_set(source="reviews.jsonl", key="ID", group_by="lang").replace("name: reviews", "name: grouped"),
+    )
+
+    assert workdir.problems() == [
+        "reviews.jsonl:1: TaskSuiteSet/grouped: spec.key: none of the 200 rows has the column 'ID' (did you mean "
+        "'id'?); this one has 'id', 'text', 'lang'",
+        "reviews.jsonl:1: TaskSuiteSet/reviews: spec.key: none of the 200 rows has the column 'ID' (did you mean "
+        "'id'?); this one has 'id', 'text', 'lang'",
+    ]
+
+
+def test_a_key_only_some_jsonl_rows_lack_is_a_problem_per_row_among_the_others_in_line_order(workdir):
+    workdir.write(
+        "reviews.jsonl",
+        jsonl({"text": "no key"}, {"id": "r1"}, "{broken", {"text": "no key"}, {"id": "r1"}),
+    )
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
+
+    assert workdir.problems() == [
+        "reviews.jsonl:1: TaskSuiteSet/reviews: the row has no 'id' column (spec.key)",
+        "reviews.jsonl:3: TaskSuiteSet/reviews: invalid JSON: Expecting property name enclosed in double quotes "
+        "(column 2)",
+        "reviews.jsonl:4: TaskSuiteSet/reviews: the row has no 'id' column (spec.key)",
+        "reviews.jsonl:5: TaskSuiteSet/reviews: key 'r1' repeated; first used on line 2",
+    ]
+
+
+def test_jsonl_input_fields_fold_only_the_column_no_row_has(workdir):
+    workdir.write(
+        "reviews.jsonl",
+        jsonl({"id": "a", "text": "x"}, {"id": "b", "text": "y", "stars": 4}, {"id": "c", "text": "z"}),
+    )
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl", input_fields=["txt", "stars"]))
+
+    assert workdir.problems() == [
+        "reviews.jsonl:1: TaskSuiteSet/reviews: spec.input_fields: none of the 3 rows has the column 'txt' (did you "
+        "mean 'text'?); this one has 'id', 'text'",
+        "reviews.jsonl:1: TaskSuiteSet/reviews: the row has no 'stars' column (listed in spec.input_fields)",
+        "reviews.jsonl:3: TaskSuiteSet/reviews: the row has no 'stars' column (listed in spec.input_fields)",
+    ]
+
+
+def test_the_problem_limit_keeps_the_first_problems_of_the_file_whichever_way_they_were_found(workdir):
+    lines = [{"id": "r0"}]
+    for i in range(1, 61):
+        lines.append({"text": "no key"} if i % 2 else "[1]")
+    workdir.write("reviews.jsonl", jsonl(*lines))
+    workdir.write("set.yaml", suite_set(source="reviews.jsonl"))
+
+    problems = workdir.problems()
+
+    assert len(problems) == datasource.MAX_PROBLEMS_PER_FILE + 1
+    assert [int(p.split(":")[1]) for p in problems[:-1]] == list(range(2, 52))
+    assert problems[-1] == "reviews.jsonl: TaskSuiteSet/reviews: ... and 10 more problems in this file"

@@ -423,3 +423,39 @@ def test_duplicate_provider_names_are_an_error(workdir):
         "toloka.yaml:3: TolokaProvider/perftest: metadata.name: provider name 'perftest' is already "
         "declared at providers.yaml:4 (PerfTestProvider/perftest)"
     ]
+
+
+LONG_NAME = "checkout-smoke-test-for-the-black-friday-weekend"  # 48 characters, a valid metadata.name
+
+
+def test_a_task_name_defaulted_from_a_too_long_metadata_name_is_reported_at_metadata_name(workdir):
+    workdir.write("m.yaml", TASK.replace("checkout-smoke", LONG_NAME))
+
+    assert workdir.problems() == [
+        f"m.yaml:4: PerfTestTask/{LONG_NAME}: metadata.name: used as the task name, since spec.name is not set, "
+        f"but a PerfTest task name is 1-42 characters long and {LONG_NAME!r} has 48; set spec.name to a name "
+        "CodeArts PerfTest accepts, or shorten metadata.name"
+    ]
+
+
+def test_a_long_metadata_name_is_fine_when_spec_name_is_what_is_sent(workdir):
+    workdir.write("m.yaml", TASK.replace("checkout-smoke", LONG_NAME) + "  name: checkout-smoke\n")
+
+    resource = workdir.load().resources[f"PerfTestTask/{LONG_NAME}"]
+
+    assert resource.spec["name"] == "checkout-smoke"
+
+
+def test_a_metadata_name_of_exactly_42_characters_is_a_valid_task_name(workdir):
+    name = "x" * 42
+    workdir.write("m.yaml", TASK.replace("checkout-smoke", name))
+
+    assert workdir.load().resources[f"PerfTestTask/{name}"].spec["name"] == name
+
+
+def test_a_too_long_spec_name_is_still_reported_at_spec_name(workdir):
+    workdir.write("m.yaml", TASK + f"  name: {LONG_NAME}\n")
+
+    assert workdir.problems() == [
+        f"m.yaml:9: PerfTestTask/checkout-smoke: spec.name: {LONG_NAME!r} is too long",
+    ]

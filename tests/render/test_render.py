@@ -208,7 +208,7 @@ def test_colour_marks_each_action_by_its_type_and_the_header_and_summary_in_bold
         (EVERY_KIND_SUMMARY, None, True),
     ]
     assert [looks(line) for line in rendered(plan_of(noop=1), color=True)] == [
-        ("No changes. The state matches the manifests (1 resources up to date).", "green", True)
+        ("No changes. The state matches the manifests (1 resource up to date).", "green", True)
     ]
 
 
@@ -535,3 +535,93 @@ def test_with_json_the_summary_is_one_json_line_with_counts_and_ok() -> None:
         }
     ]
     assert json_lines(summarised(ApplyResult(created=2), as_json=True))[0]["ok"] is True
+
+
+# --- one cause, many addresses ----------------------------------------------------------------------------------------
+
+REFUSED = "rejected: toloka: POST /api/v1/task-suites authentication failed: Unauthorized"
+
+
+def refused(address: str, request: int) -> ApplyEvent:
+    return ApplyEvent("failed", address, f"op-{request}", message=f"{REFUSED} [request id {request:04x}] (401 X)")
+
+
+def reported_and_summarised(
+    events: list[ApplyEvent], result: ApplyResult, *, verbose: bool = False, as_json: bool = False
+) -> list[str]:
+    out = io.StringIO()
+    reporter = ApplyReporter(Printer(out, color=False), as_json=as_json, total=len(events), verbose=verbose)
+    with reporter:
+        for event in events:
+            reporter.event(event)
+    reporter.summary(result)
+    return out.getvalue().splitlines()
+
+
+def test_failures_of_one_cause_show_the_first_then_one_line_with_their_count_and_a_few_addresses() -> None:
+    suites = [f"TaskSuiteSet/reviews/r{i:04}" for i in range(5000)]
+    events = [refused(address, n // 10) for n, address in enumerate(suites)]
+    events.insert(7, ApplyEvent("failed", "TaskSuite/lost", "op-9", message="pool 999 does not exist (400 X)"))
+    result = ApplyResult(failed=[(e.address or "", e.message or "") for e in events])
+
+    lines = reported_and_summarised(events, result)
+
+    assert lines == [
+        f"  x TaskSuiteSet/reviews/r0000: failed: {REFUSED} [request id 0000] (401 X)",
+        "  x TaskSuite/lost: failed: pool 999 does not exist (400 X)",
+        "",
+        "  x 4999 more (TaskSuiteSet/reviews/r0001, TaskSuiteSet/reviews/r0002, TaskSuiteSet/reviews/r0003, ...; "
+        f"-v lists every one): failed: {REFUSED} (401 X)",
+        "Apply finished with errors: 0 created, 5001 failed.",
+    ]
+
+
+def test_a_cause_repeated_once_names_its_one_other_address_without_dots() -> None:
+    events = [refused("TaskSuite/a", 1), refused("TaskSuite/b", 2)]
+
+    lines = reported_and_summarised(events, ApplyResult(failed=[("TaskSuite/a", "x"), ("TaskSuite/b", "x")]))
+
+    assert f"  x 1 more (TaskSuite/b; -v lists every one): failed: {REFUSED} (401 X)" in lines
+
+
+def test_unresolved_addresses_and_warnings_fold_by_cause_too() -> None:
+    events = [
+        *(ApplyEvent("unresolved", f"TaskSuite/u{i}", "op-1", message="no answer") for i in range(4)),
+        *(ApplyEvent("warning", message="the rate limit is lower than configured") for _ in range(3)),
+    ]
+
+    lines = reported_and_summarised(
+        events, ApplyResult(unresolved=[(f"TaskSuite/u{i}", "no answer") for i in range(4)])
+    )
+
+    assert lines == [
+        "  ? TaskSuite/u0: unresolved: no answer",
+        "  ! the rate limit is lower than configured",
+        "",
+        "  ? 3 more (TaskSuite/u1, TaskSuite/u2, TaskSuite/u3; -v lists every one): unresolved: no answer",
+        "  ! 2 more times (-v lists every one): the rate limit is lower than configured",
+        "Apply finished with errors: 0 created, 0 failed, 4 unresolved (run apply again).",
+    ]
+
+
+def test_verbose_lists_every_failure_and_folds_nothing() -> None:
+    events = [refused(f"TaskSuite/s{i}", i) for i in range(20)]
+
+    lines = reported_and_summarised(events, ApplyResult(failed=[("a", "b")] * 20), verbose=True)
+
+    assert lines[:20] == [f"  x TaskSuite/s{i}: failed: {REFUSED} [request id {i:04x}] (401 X)" for i in range(20)]
+    assert not any("more" in line for line in lines)
+
+
+def test_with_json_every_failure_stays_an_event_of_its_own() -> None:
+    events = [refused(f"TaskSuite/s{i}", i) for i in range(20)]
+
+    lines = reported_and_summarised(events, ApplyResult(failed=[("a", "b")] * 20), as_json=True)
+
+    failed = [json.loads(line) for line in lines if '"apply_failed"' in line]
+    assert [event["address"] for event in failed] == [f"TaskSuite/s{i}" for i in range(20)]
+    assert json.loads(lines[-1])["failed"] == 20
+
+
+def test_one_unchanged_resource_is_counted_in_the_singular() -> None:
+    assert rendered(plan_of(noop=1)) == ["No changes. The state matches the manifests (1 resource up to date)."]

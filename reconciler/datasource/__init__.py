@@ -10,6 +10,9 @@ Rules a data file must follow, each broken one reported as a ``Problem`` with th
   TSV has no quoting (IANA ``text/tab-separated-values``), so quotes inside values are kept as typed.
 - The ``key`` column exists in every row, is a string or an integer, and is unique in the file: it names
   the task, and through it the suite, so the same row always lands in the same resource.
+- A column the spec names (``key``, ``group_by``, ``input_fields``) that a CSV or TSV header lacks is one
+  problem at the header, with the columns there are; one that no JSONL row has is one problem too (a misspelt
+  name, not a thousand bad rows); one that only some rows lack is a problem per row.
 - Suites are ``tasks_per_suite`` consecutive rows (default 1, named by the first row's key) or the rows
   sharing a ``group_by`` value (named by that value, in order of first appearance). Appending rows therefore
   only adds suites, except that a trailing suite with fewer than ``tasks_per_suite`` rows grows.
@@ -27,8 +30,6 @@ are therefore the same whichever path a row takes.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -38,19 +39,35 @@ from typing import Any
 
 import orjson
 
+from reconciler.datasource.rows import (
+    MAX_PROBLEMS_PER_FILE,
+    Reporter,
+    columns_text,
+    did_you_mean,
+    json_type,
+    read_rows,
+    stdlib_row,
+)
 from reconciler.encoding import SpecHasher, is_plain_row
 from reconciler.errors import Problem
 from reconciler.kinds import TASK_SUITE_SET, TaskSuiteSetSpec
 from reconciler.resources import Resource, SourceRef
 
+__all__ = [
+    "FORMAT_OF_SUFFIX",
+    "MAX_PROBLEMS_PER_FILE",
+    "SourceError",
+    "SuiteSet",
+    "data_format",
+    "display_source",
+    "generate_suites",
+    "resolve_source",
+]
+
 FORMAT_OF_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
-#: After this many problems in one data file the rest are counted, not listed: one systematic mistake in a
-#: 100,000-row file should not print 100,000 lines.
-MAX_PROBLEMS_PER_FILE = 50
 
 _UNSAFE_KEY = re.compile(r"[/\s]")
-_DECODE = json.JSONDecoder().decode
 
 
 class SourceError(ValueError):
@@ -109,18 +126,29 @@ def generate_suites(
     The resources are built here rather than by the manifest so that 100,000 suites are not first built as
     one kind of object and then copied into another."""
     out = SuiteSet()
-    report = _Reporter(display, address, out.problems)
+    report = Reporter(display, address, out.problems)
     factory = _SuiteFactory(spec, address, provider, display)
+    checker = _Rows(spec, report, keys_name_suites=not spec.group_by)
     if fmt == "jsonl" and _one_row_per_suite(spec) and factory.hasher.rows_fast:
-        _row_suites(spec, data, factory, report, out.suites)
+        _row_suites(spec, data, factory, checker, out.suites)
     else:
-        rows = _read_rows(data, fmt, report)
-        groups = _group(spec, rows, report) if spec.group_by else _chunk(spec, rows, report)
+        rows = read_rows(data, fmt, report, _named_columns(spec))
+        groups = _group(spec, rows, checker) if spec.group_by else _chunk(spec, rows, checker)
         for key, tasks, lines in groups:
             resource = factory.build(key, tasks, lines)
             out.suites[resource.address] = resource
+    checker.finish(keyed=bool(out.suites))
     report.finish()
     return out
+
+
+def _named_columns(spec: TaskSuiteSetSpec) -> list[tuple[str, str]]:
+    """(field, column) of every column the spec names, which each row must have."""
+    named = [("spec.key", spec.key)]
+    if spec.group_by:
+        named.append(("spec.group_by", spec.group_by))
+    named.extend(("spec.input_fields", name) for name in spec.input_fields or ())
+    return named
 
 
 def _one_row_per_suite(spec: TaskSuiteSetSpec) -> bool:
@@ -128,7 +156,7 @@ def _one_row_per_suite(spec: TaskSuiteSetSpec) -> bool:
 
 
 def _row_suites(
-    spec: TaskSuiteSetSpec, data: Path, factory: _SuiteFactory, report: _Reporter, suites: dict[str, Resource]
+    spec: TaskSuiteSetSpec, data: Path, factory: _SuiteFactory, checker: _Rows, suites: dict[str, Resource]
 ) -> None:
     """The common case, one JSONL row per suite, as one loop with everything it calls bound to locals.
 
@@ -138,7 +166,7 @@ def _row_suites(
     is handed to the general path's own functions, so it gets exactly the same treatment and problems there.
     A key is unique when its address is not yet in ``suites``, which spares a second table of 100,000 keys.
     """
-    checker = _Rows(spec, report, keys_name_suites=True)
+    report = checker.report
     key_name, unsafe, loads, plain_row = spec.key, _UNSAFE_KEY.search, orjson.loads, is_plain_row
     base, options, spec_hash, row_hash = factory.base, factory.options, factory.hasher, factory.hasher.of_plain_row
     address_prefix, provider, display = factory.address_prefix, factory.provider, factory.display
@@ -151,7 +179,7 @@ def _row_suites(
                 row = None
             plain = type(row) is dict and plain_row(row)
             if not plain:
-                row = _stdlib_row(number, raw, report)
+                row = stdlib_row(number, raw, report)
                 if row is None:
                     continue
             key = row.get(key_name)
@@ -182,127 +210,6 @@ def _checked_key(
     return None if made is None else made[0]
 
 
-# --- reading rows -------------------------------------------------------------------------------------------
-
-
-class _Reporter:
-    """Collects a data file's problems, up to ``MAX_PROBLEMS_PER_FILE``, then counts the rest."""
-
-    def __init__(self, display: str, address: str, problems: list[Problem]) -> None:
-        self.display = display
-        self.address = address
-        self.problems = problems
-        self.count = 0
-
-    def __call__(self, line: int | None, message: str, field: str | None = None) -> None:
-        self.count += 1
-        if self.count <= MAX_PROBLEMS_PER_FILE:
-            self.problems.append(Problem(self.display, line, self.address, field, message))
-
-    def finish(self) -> None:
-        hidden = self.count - MAX_PROBLEMS_PER_FILE
-        if hidden > 0:
-            self.problems.append(
-                Problem(self.display, None, self.address, None, f"... and {hidden} more problems in this file")
-            )
-
-
-def _read_rows(data: Path, fmt: str, report: _Reporter) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, row) for every row, whatever the format."""
-    if fmt == "jsonl":
-        return _jsonl_rows(data, report)
-    return _delimited_rows(data, "\t" if fmt == "tsv" else ",", report)
-
-
-def _jsonl_rows(data: Path, report: _Reporter) -> Iterator[tuple[int, dict[str, Any]]]:
-    with data.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                row = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                row = None
-            if type(row) is not dict or not is_plain_row(row):
-                row = _stdlib_row(number, raw, report)
-                if row is None:
-                    continue
-            yield number, row
-
-
-def _stdlib_row(number: int, raw: bytes, report: _Reporter) -> dict[str, Any] | None:
-    """A line as the standard library reads it, or None when it is blank or after reporting why it is no row.
-
-    The reference for what a row is: every line orjson refuses or might read differently comes here, so the
-    accepted inputs and the wording of every problem are the standard library's."""
-    if not raw.strip():
-        return None
-    try:
-        row = _DECODE(raw.decode("utf-8-sig" if number == 1 else "utf-8"))  # editors add BOMs
-    except UnicodeDecodeError:
-        report(number, "not UTF-8 text")
-        return None
-    except json.JSONDecodeError as err:
-        report(number, f"invalid JSON: {err.msg} (column {err.colno})")
-        return None
-    if not isinstance(row, dict):
-        report(number, f"a row must be a JSON object, not {_json_type(row)}")
-        return None
-    return row
-
-
-def _delimited_rows(data: Path, delimiter: str, report: _Reporter) -> Iterator[tuple[int, dict[str, Any]]]:
-    with data.open(newline="", encoding="utf-8-sig") as handle:
-        if delimiter == "\t":
-            reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
-        else:
-            reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        header: list[str] | None = None
-        start = 1
-        try:
-            for values in reader:
-                line, start = start, reader.line_num + 1
-                if not values:
-                    continue
-                if header is None:
-                    header = values
-                    if not _header_ok(header, line, report):
-                        return
-                    continue
-                if len(values) != len(header):
-                    report(line, f"the row has {len(values)} fields; the header has {len(header)}")
-                    continue
-                yield line, dict(zip(header, values, strict=True))
-        except csv.Error as err:
-            report(start, f"unreadable {'TSV' if delimiter == chr(9) else 'CSV'}: {err}")
-        except UnicodeDecodeError:
-            report(start, "not UTF-8 text")
-    if header is None:
-        report(None, "the file is empty; expected a header row naming the columns")
-
-
-def _header_ok(header: list[str], line: int, report: _Reporter) -> bool:
-    seen: set[str] = set()
-    for name in header:
-        if name in seen:
-            report(line, f"the header names column {name!r} twice")
-            return False
-        seen.add(name)
-    return True
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    return "a number"
-
-
 # --- rows to suites -----------------------------------------------------------------------------------------
 
 
@@ -310,23 +217,33 @@ _Group = tuple[str, list[dict[str, Any]], list[int]]
 
 
 class _Rows:
-    """Checks each row's key and turns the row into a task; remembers where every key was first seen."""
+    """Checks each row's key and turns the row into a task; remembers where every key was first seen.
 
-    def __init__(self, spec: TaskSuiteSetSpec, report: _Reporter, *, keys_name_suites: bool) -> None:
+    A row without a column the spec names is held back until the whole file is read (``finish``): a column no
+    row has is a misspelt name, one problem; one that only some rows lack is a problem for each of them."""
+
+    def __init__(self, spec: TaskSuiteSetSpec, report: Reporter, *, keys_name_suites: bool) -> None:
         self.key = spec.key
         self.fields = spec.input_fields
+        self.group_by = spec.group_by
         self.report = report
         self.keys_name_suites = keys_name_suites
         self.first_line: dict[str, int] = {}
+        self.keyed = False  # some row has the key column
+        self.grouped = False  # some row has the group_by column
+        self.fields_unseen = set(spec.input_fields or ())  # input_fields columns no row has had so far
+        self.lacking: list[tuple[int, str, tuple[str, ...]]] = []  # (line, spec field, columns it lacks) per row
+        self.columns_of: dict[str, list[str]] = {}  # spec field -> the columns of the first row lacking one
 
     def task(self, line: int, row: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         """(key, task) of a row, or None after reporting why the row cannot be used."""
         if self.key not in row:
-            self.report(line, f"the row has no {self.key!r} column (spec.key)")
+            self._lacks(line, "spec.key", (self.key,), row)
             return None
+        self.keyed = True
         key = _key_text(row[self.key])
         if key is None:
-            self.report(line, f"{self.key!r} must be a string or an integer, not {_json_type(row[self.key])}")
+            self.report(line, f"{self.key!r} must be a string or an integer, not {json_type(row[self.key])}")
             return None
         first = self.first_line.setdefault(key, line)
         if first != line:
@@ -338,9 +255,66 @@ class _Rows:
             return key, {"input_values": row}
         missing = [name for name in self.fields if name not in row]
         if missing:
-            self.report(line, f"the row has no {missing[0]!r} column (listed in spec.input_fields)")
+            self.fields_unseen.intersection_update(missing)
+            self._lacks(line, "spec.input_fields", tuple(missing), row)
             return None
+        if self.fields_unseen:
+            self.fields_unseen.clear()
         return key, {"input_values": {name: row[name] for name in self.fields}}
+
+    def group(self, line: int, row: dict[str, Any]) -> str | None:
+        """The ``group_by`` value of a row, or None after reporting why it has none."""
+        column = self.group_by
+        assert column is not None
+        if column not in row:
+            self._lacks(line, "spec.group_by", (column,), row)
+            return None
+        self.grouped = True
+        value = _key_text(row[column])
+        if value is None:
+            self.report(line, f"{column!r} must be a string or an integer, not {json_type(row[column])}")
+        return value
+
+    def _lacks(self, line: int, where: str, columns: tuple[str, ...], row: dict[str, Any]) -> None:
+        self.lacking.append((line, where, columns))
+        if where not in self.columns_of:
+            self.columns_of[where] = list(row)
+
+    def finish(self, *, keyed: bool) -> None:
+        """Report the rows held back for a missing column; ``keyed``: some row made a suite (so had the key)."""
+        if not self.lacking:
+            return
+        nowhere = {
+            "spec.key": () if keyed or self.keyed else (self.key,),
+            "spec.group_by": () if self.grouped or self.group_by is None else (self.group_by,),
+            "spec.input_fields": tuple(name for name in self.fields or () if name in self.fields_unseen),
+        }
+        counts: dict[tuple[str, str], int] = {}
+        for _, where, columns in self.lacking:
+            for column in columns:
+                if column in nowhere[where]:
+                    counts[(where, column)] = counts.get((where, column), 0) + 1
+        told: set[tuple[str, str]] = set()
+        for line, where, columns in self.lacking:
+            everywhere = [c for c in columns if c in nowhere[where]]
+            for column in everywhere:
+                if (where, column) not in told:
+                    told.add((where, column))
+                    self.report.late(line, self._nowhere(column, where, counts[(where, column)]), where)
+            somewhere = [c for c in columns if c not in nowhere[where]]
+            if somewhere:
+                self.report.late(line, _lacking_message(where, somewhere[0]))
+
+    def _nowhere(self, column: str, where: str, rows: int) -> str:
+        columns = self.columns_of[where]
+        which = "the only row has" if rows == 1 else f"none of the {rows} rows has"
+        return f"{which} the column {column!r}{did_you_mean(column, columns)}; {columns_text('this one has', columns)}"
+
+
+def _lacking_message(where: str, column: str) -> str:
+    if where == "spec.input_fields":
+        return f"the row has no {column!r} column (listed in spec.input_fields)"
+    return f"the row has no {column!r} column ({where})"
 
 
 def _key_text(value: Any) -> str | None:
@@ -351,16 +325,15 @@ def _key_text(value: Any) -> str | None:
     return None
 
 
-def _key_ok(key: str, report: _Reporter, line: int, *, what: str) -> bool:
+def _key_ok(key: str, report: Reporter, line: int, *, what: str) -> bool:
     if not key or _UNSAFE_KEY.search(key):
         report(line, f"{what} {key!r} cannot name a suite: it must be non-empty, without '/' or whitespace")
         return False
     return True
 
 
-def _chunk(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], report: _Reporter) -> list[_Group]:
+def _chunk(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], checker: _Rows) -> list[_Group]:
     size = spec.tasks_per_suite or 1
-    checker = _Rows(spec, report, keys_name_suites=True)
     groups: list[_Group] = []
     current: _Group | None = None
     for line, row in rows:
@@ -376,25 +349,19 @@ def _chunk(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], r
     return groups
 
 
-def _group(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], report: _Reporter) -> list[_Group]:
+def _group(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], checker: _Rows) -> list[_Group]:
     column = spec.group_by
-    assert column is not None
-    checker = _Rows(spec, report, keys_name_suites=False)
     groups: dict[str, _Group] = {}
     for line, row in rows:
         made = checker.task(line, row)
         if made is None:
             continue
-        if column not in row:
-            report(line, f"the row has no {column!r} column (spec.group_by)")
-            continue
-        value = _key_text(row[column])
+        value = checker.group(line, row)
         if value is None:
-            report(line, f"{column!r} must be a string or an integer, not {_json_type(row[column])}")
             continue
         group = groups.get(value)
         if group is None:
-            if not _key_ok(value, report, line, what=f"{column} value"):
+            if not _key_ok(value, checker.report, line, what=f"{column} value"):
                 continue
             group = groups[value] = (value, [], [])
         group[1].append(made[1])
