@@ -126,8 +126,17 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        """Whether the plan would do or report anything: what ``--detailed-exitcode`` answers with 2."""
+        """Whether the plan shows anything at all, orphans and refused changes included."""
         return bool(self.actions)
+
+    @property
+    def would_apply(self) -> bool:
+        """Whether apply would act on something (``APPLIED_TYPES``): what ``--detailed-exitcode`` answers with 2.
+
+        Orphans are reported, not acted on, and a ``change`` is refused (see ``workflows.refusal``), so a plan of
+        those alone would change nothing.
+        """
+        return any(t in APPLIED_TYPES for t, _ in self._type_runs())
 
     def applied(self) -> list[Action]:
         """The actions apply acts on (``APPLIED_TYPES``), in plan order."""
@@ -222,12 +231,25 @@ def is_plan_file(path: Path) -> bool:
     return b'"format_version"' in start and b'"lineage"' in start
 
 
-def check_current(plan: Plan, *, lineage: str, serial: int, path: Path) -> None:
-    """A saved plan applies only to the state it was made against, unchanged since."""
-    if (plan.lineage, plan.serial) != (lineage, serial):
-        other = "" if plan.lineage == lineage else " of another state"
+def check_current(plan: Plan, *, lineage: str, serial: int, workspace: str, path: Path, select: str) -> None:
+    """A saved plan applies only to the state it was made against, unchanged since.
+
+    Each refusal says what differs: the workspace (``select`` is how to choose the plan's, such as
+    ``--workspace staging``), the state itself (its lineage), or only the serial (the state moved on).
+    """
+    if plan.workspace != workspace:
         raise StalePlanError(
-            f"{path} is stale: it was made against state serial {plan.serial}{other}, and the state is now at "
+            f"{path} was made for workspace {plan.workspace!r} (state lineage {plan.lineage}), but this is "
+            f"workspace {workspace!r} (lineage {lineage}): apply it with {select}, or make a new plan"
+        )
+    if plan.lineage != lineage:
+        raise StalePlanError(
+            f"{path} was made against another state of workspace {workspace!r} (lineage {plan.lineage}) than "
+            f"this one (lineage {lineage}): apply it with the --state it was made with, or make a new plan"
+        )
+    if plan.serial != serial:
+        raise StalePlanError(
+            f"{path} is stale: it was made against state serial {plan.serial}, and the state is now at "
             f"serial {serial}; make a new plan with `reconciler plan ... --out {path}`"
         )
 

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler import manifest
-from reconciler.errors import ApplyRefusedError, ManifestError, Problem, UnknownAddressError
+from reconciler.errors import (
+    ApplyRefusedError,
+    ManifestError,
+    PermanentProviderError,
+    Problem,
+    UnknownAddressError,
+)
 from reconciler.plan import ActionType, Plan, check_current, read_plan
 from reconciler.planner import make_plan
 from reconciler.resources import ProviderConfig
@@ -27,7 +34,17 @@ from reconciler.state.base import Outcome, StateStore, Status
 
 if TYPE_CHECKING:
     from reconciler.applier import ApplyEvent, ApplyResult
-    from reconciler.providers import SandboxTarget
+    from reconciler.providers import ProviderClient, SandboxTarget
+
+#: The workspace of ``--sandbox``: what the emulator creates is never recorded beside what the real APIs hold.
+SANDBOX_WORKSPACE = "sandbox"
+
+
+def workspace_option(workspace: str) -> str:
+    """The command-line option that selects ``workspace``, as a user would type it."""
+    if workspace == SANDBOX_WORKSPACE:
+        return "--sandbox"
+    return f"--workspace {shlex.quote(workspace)}"
 
 
 def load_manifests(paths: tuple[Path, ...]) -> manifest.DesiredState:
@@ -53,7 +70,12 @@ def plan_from_manifests(
     workspace: str,
     targets: tuple[str, ...] = (),
     replace: tuple[str, ...] = (),
+    environ: Mapping[str, str] = os.environ,
 ) -> Plan:
+    """The plan of ``desired`` against the state, once the environment's provider overrides are known good."""
+    from reconciler.providers.settings import check_environment  # no httpx: planning starts without it
+
+    check_environment(desired.providers, environ)
     meta = store.meta()
     return make_plan(
         desired=desired.resources,
@@ -70,27 +92,61 @@ def plan_from_manifests(
     )
 
 
-def refuse_changes(plan: Plan) -> None:
-    """Both APIs are create-only: a changed spec is applied only as a replacement the user asked for."""
+def refusal(plan: Plan) -> tuple[str, str] | None:
+    """Why apply would refuse ``plan``, and what to do about it; None if it would not.
+
+    Both APIs are create-only: a changed spec is applied only as a replacement the user asked for.
+    """
     changed = plan.of_type(ActionType.CHANGE)
-    if changed:
-        listed = ", ".join(a.address for a in changed[:5]) + (" ..." if len(changed) > 5 else "")
-        flags = " ".join(f"--replace {a.address}" for a in changed[:3])
-        raise ApplyRefusedError(
-            f"{len(changed)} resource(s) differ from what was created and cannot be changed in place "
-            f"({listed}); nothing was sent. Revert the manifest, or ask for new remote objects with {flags}"
-        )
+    if not changed:
+        return None
+    listed = ", ".join(a.address for a in changed[:5]) + (" ..." if len(changed) > 5 else "")
+    flags = " ".join(f"--replace {a.address}" for a in changed[:3])
+    return (
+        f"{len(changed)} resource(s) differ from what was created and cannot be changed in place ({listed})",
+        f"revert the manifest, or ask for new remote objects with {flags}",
+    )
 
 
-def plan_to_apply(store: StateStore, plan: Plan | Path) -> Plan:
-    """The plan apply will run: a saved plan file only if the state has not moved since it was made; either way
-    refused, before anything is sent, if it holds a change apply cannot make."""
+def refuse_changes(plan: Plan) -> None:
+    """Refuse, before anything is sent, a plan holding a change apply cannot make."""
+    refused = refusal(plan)
+    if refused is not None:
+        reason, fix = refused
+        raise ApplyRefusedError(f"{reason}; nothing was sent. {fix[0].upper()}{fix[1:]}")
+
+
+def plan_to_apply(
+    store: StateStore, plan: Plan | Path, *, workspace: str, environ: Mapping[str, str] = os.environ
+) -> Plan:
+    """The plan apply will run: a saved plan file only if it was made for this workspace and this state, and the
+    state has not moved since; either way refused, before anything is sent, if it holds a change apply cannot
+    make."""
     if isinstance(plan, Path):
+        from reconciler.providers.settings import check_environment  # no httpx until apply builds the clients
+
         path, plan = plan, read_plan(plan)
+        check_environment(_provider_configs(plan), environ)
         meta = store.meta()
-        check_current(plan, lineage=meta.lineage, serial=meta.serial, path=path)
+        check_current(
+            plan,
+            lineage=meta.lineage,
+            serial=meta.serial,
+            workspace=workspace,
+            path=path,
+            select=workspace_option(plan.workspace),
+        )
     refuse_changes(plan)
     return plan
+
+
+def _provider_configs(plan: Plan, needed: set[str] | None = None) -> dict[str, ProviderConfig]:
+    """The provider settings a plan file carries, as the manifests gave them."""
+    return {
+        name: ProviderConfig(name=name, type=p["type"], spec=p["spec"])
+        for name, p in plan.providers.items()
+        if needed is None or name in needed
+    }
 
 
 def apply_plan(
@@ -109,12 +165,7 @@ def apply_plan(
     from reconciler.applier import Applier
     from reconciler.providers import build_clients
 
-    needed = {a.provider for a in plan.applied()}
-    settings = {
-        name: ProviderConfig(name=name, type=p["type"], spec=p["spec"])
-        for name, p in plan.providers.items()
-        if name in needed
-    }
+    settings = _provider_configs(plan, {a.provider for a in plan.applied()})
     clients = build_clients(settings, environ=environ, sandbox=sandbox)
     try:
         with cycle_collection_paused():
@@ -134,13 +185,25 @@ def apply_plan(
 
 
 def import_resource(
-    store: StateStore, desired: manifest.DesiredState, *, address: str, remote_id: str, paths: tuple[Path, ...]
+    store: StateStore,
+    desired: manifest.DesiredState,
+    *,
+    address: str,
+    remote_id: str,
+    paths: tuple[Path, ...],
+    sandbox: SandboxTarget | None,
+    environ: Mapping[str, str] = os.environ,
 ) -> None:
     """Record that ``address`` is the existing remote object ``remote_id``: the outcome of the interrupted create
-    that left it pending, or else an import of an object reconciler did not create."""
+    that left it pending, or else an import of an object reconciler did not create.
+
+    The remote object is read first (credentials are read for that), and a missing one is refused: recording
+    an id that names nothing would make the resource look created when it is not.
+    """
     resource = desired.resources.get(address)
     if resource is None:
         raise UnknownAddressError(f"{address}: not declared in {', '.join(str(p) for p in paths)}")
+    _read_remote(desired, resource.provider, address=address, remote_id=remote_id, sandbox=sandbox, environ=environ)
     record = store.get(address=address)
     if record is not None and record.status is Status.PENDING and record.operation_id:
         store.record_outcomes(
@@ -157,3 +220,45 @@ def import_resource(
         spec=resource.spec,
         spec_hash=resource.spec_hash,
     )
+
+
+def _read_remote(
+    desired: manifest.DesiredState,
+    provider: str,
+    *,
+    address: str,
+    remote_id: str,
+    sandbox: SandboxTarget | None,
+    environ: Mapping[str, str],
+) -> dict[str, object]:
+    """The remote object ``remote_id`` of ``provider``, or ``PermanentProviderError`` if it does not exist."""
+    from reconciler.providers import build_clients
+
+    clients = build_clients({provider: desired.providers[provider]}, environ=environ, sandbox=sandbox)
+    try:
+        return _get_remote(clients[provider], address=address, remote_id=remote_id)
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _get_remote(client: ProviderClient, *, address: str, remote_id: str) -> dict[str, object]:
+    from reconciler.providers import TolokaClient
+
+    if isinstance(client, TolokaClient):
+        what, found = "task suite", client.get_task_suite(remote_id)
+    elif not (remote_id.isascii() and remote_id.isdigit()):
+        raise PermanentProviderError(
+            f"{remote_id!r} is not a PerfTest task id (task ids are numbers); nothing was recorded",
+            provider=client.name,
+            address=address,
+        )
+    else:
+        what, found = "task", client.get_task(int(remote_id))
+    if found is None:
+        raise PermanentProviderError(
+            f"no {what} with id {remote_id} exists; check the id (nothing was recorded)",
+            provider=client.name,
+            address=address,
+        )
+    return found

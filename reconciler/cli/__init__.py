@@ -11,6 +11,7 @@ import sys
 import click
 
 from reconciler.cli import commands
+from reconciler.cli.options import exit_closed_pipe, group_options
 from reconciler.cli.state import state
 
 
@@ -29,7 +30,8 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="reconciler")
+@click.version_option(package_name="perftest-toloka-reconciler")
+@group_options
 def cli() -> None:
     """Keep CodeArts PerfTest tasks and Toloka task suites in git: describe them in manifests, `plan` what
     would be created, `apply` it exactly once, even across crashes and retries.
@@ -41,6 +43,9 @@ def cli() -> None:
       reconciler apply examples/ --sandbox           try it against the built-in emulator
       reconciler plan examples/ --out plan.json      save a plan (for a pull request) ...
       reconciler apply plan.json --auto-approve      ... and apply exactly that plan (on merge)
+
+    The common options (--state, --workspace, --no-color, -v) go before or after the command; the command's
+    own wins when both are given.
     """
 
 
@@ -50,12 +55,25 @@ for command in (commands.validate, commands.plan, commands.show, commands.apply,
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        status = _run()
+        sys.stdout.flush()  # output that fit in the buffer meets a closed pipe here, not in a command
+    except BrokenPipeError:
+        exit_closed_pipe()
+    sys.exit(status)
+
+
+def _run() -> int | str | None:
+    """The command's exit status (usage errors are 1, like every other error: 2 means "changes")."""
+    try:
+        status = cli.main(standalone_mode=False)  # a code when the command called ctx.exit, else None
     except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
+        return done.exit_code
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        return 1
     except click.ClickException as err:
         err.show()
-        sys.exit(1)
+        return 1
+    except SystemExit as done:
+        return done.code
+    return status if isinstance(status, int) else 0

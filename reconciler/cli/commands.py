@@ -5,44 +5,104 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import workflows
-from reconciler.cli.options import EXIT_INTERRUPTED, Common, common_options, guarded, load_manifests, opened
-from reconciler.errors import ApplyRefusedError
+from reconciler.cli.options import (
+    EXIT_INTERRUPTED,
+    PATHS_HELP,
+    SANDBOX_HELP,
+    Common,
+    common_options,
+    guarded,
+    load_manifests,
+    opened,
+    sandboxed,
+)
+from reconciler.errors import ApplyRefusedError, ManifestError
 from reconciler.kinds import KINDS, json_schema
 from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
-from reconciler.render import ApplyReporter, Printer, plan_events, render_plan, write_event
+from reconciler.render import ApplyReporter, Printer, plan_events, plural, render_plan, write_event
 from reconciler.state.base import StateStore
 from reconciler.state.lock import default_holder, held_lock
 
 if TYPE_CHECKING:
     from reconciler.applier import ApplyResult
     from reconciler.providers import SandboxTarget
+    from reconciler.resources import Resource
 
 
-@click.command()
+@click.command(epilog=PATHS_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@common_options()
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="For editors and hooks: one JSON object per problem (file, line, address, field, message), then a "
+    "summary object.",
+)
+@common_options(state=False)
 @guarded
-def validate(common: Common, paths: tuple[Path, ...]) -> None:
+def validate(common: Common, paths: tuple[Path, ...], as_json: bool) -> None:
     """Check manifests and data files in full; report every error as FILE:LINE: ADDRESS: FIELD: MESSAGE.
 
     Sends nothing and reads no state. Exit status 0 if valid, 1 otherwise.
     """
+    if as_json:
+        _validate_json(common, paths)
+        return
     desired = load_manifests(common, paths)
-    kinds: dict[str, int] = {}
-    for resource in desired.resources.values():
-        kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
+    kinds = _kinds(desired.resources.values())
     detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no resources"
-    click.echo(f"Valid: {len(desired.resources)} resources ({detail}), {len(desired.providers)} providers.")
+    resources, providers = plural(len(desired.resources), "resource"), plural(len(desired.providers), "provider")
+    click.echo(f"Valid: {resources} ({detail}), {providers}.")
+
+
+def _kinds(resources: Iterable[Resource]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for resource in resources:
+        kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
+    return kinds
+
+
+def _validate_json(common: Common, paths: tuple[Path, ...]) -> None:
+    """``validate --json``: the problems are the output here, on standard output, not errors to render."""
+    try:
+        desired = load_manifests(common, paths)
+    except ManifestError as err:
+        for problem in err.problems:
+            write_event(
+                sys.stdout,
+                {
+                    "type": "problem",
+                    "file": problem.path,
+                    "line": problem.line,
+                    "address": problem.address,
+                    "field": problem.field,
+                    "message": problem.message,
+                },
+            )
+        write_event(sys.stdout, {"type": "summary", "valid": False, "problems": len(err.problems)})
+        sys.exit(1)
+    write_event(
+        sys.stdout,
+        {
+            "type": "summary",
+            "valid": True,
+            "problems": 0,
+            "resources": len(desired.resources),
+            "kinds": _kinds(desired.resources.values()),
+            "providers": len(desired.providers),
+        },
+    )
 
 
 def _plan_from_manifests(
@@ -59,18 +119,19 @@ def _plan_from_manifests(
     )
 
 
-@click.command()
+@click.command(epilog=PATHS_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Save the plan as JSON for `apply FILE`.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when there is nothing to do, 1 on error, 2 when the plan has changes.",
+    help="Exit 0 when apply would change nothing (orphans are only reported), 2 when it would create, replace "
+    "or resolve something, 1 on error or when apply would refuse the plan (a change without --replace).",
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only this address (repeat).")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS.")
-@common_options(sandbox=True)
+@common_options(sandbox=SANDBOX_HELP)
 @guarded
 def plan(
     common: Common,
@@ -86,13 +147,14 @@ def plan(
     \b
     Signs:  + create   ~ changed (create-only APIs: needs --replace)   -/+ replace
             ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
-    Nothing is sent. PATHS are files or directories (*.yaml, *.yml, *.json, recursively).
+    Nothing is sent.
     """
     store = common.store()
     try:
         result = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
     finally:
         store.close()
+    refused = workflows.refusal(result)
     if out is not None:
         write_plan(result, out)
     if as_json:
@@ -100,9 +162,19 @@ def plan(
             write_event(sys.stdout, event)
     else:
         render_plan(result, common.printer(), verbose=bool(common.verbose))
-        if out is not None:
-            click.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: reconciler apply {out}")
-    if detailed_exitcode and result.has_changes:
+        if out is not None and refused is None:
+            command = " ".join(filter(None, ("reconciler apply", shlex.quote(str(out)), common.selecting_options())))
+            click.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: {command}")
+        elif out is not None:
+            click.echo(f"\nSaved the plan to {out}, but apply would refuse it as it stands.")
+    if refused is not None:
+        reason, fix = refused
+        if detailed_exitcode:
+            raise ApplyRefusedError(f"apply would refuse this plan: {reason}; {fix}")
+        warning = f"Warning: apply would refuse this plan: {reason}; {fix}"
+        # After the plan, where a person reads it; with --json, on standard error, beside the JSON lines.
+        click.echo(warning if as_json else f"\n{warning}", err=as_json)
+    if detailed_exitcode and result.would_apply:
         sys.exit(2)
 
 
@@ -145,27 +217,6 @@ def schema(kind: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _sandbox(common: Common) -> Iterator[SandboxTarget | None]:
-    """With --sandbox, the embedded emulator runs for the length of the command, its data in state/."""
-    if not common.sandbox:
-        yield None
-        return
-    import reconciler.sandbox as emulator
-    from reconciler.providers import SandboxTarget
-
-    data = Path.cwd() / "state" / "sandbox-remote.db"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    with emulator.SandboxServer(port=0, auto_create=True, data_path=data) as server:
-        yield SandboxTarget(
-            url=server.url,
-            access_key=emulator.DEFAULT_ACCESS_KEY,
-            secret_key=emulator.DEFAULT_SECRET_KEY,
-            cloud_project_id=emulator.DEFAULT_CLOUD_PROJECT_ID,
-            toloka_token=emulator.DEFAULT_TOLOKA_TOKEN,
-        )
-
-
-@contextlib.contextmanager
 def _interrupts_to(stop: threading.Event) -> Iterator[None]:
     """The first Ctrl-C lets in-flight calls finish and be recorded; a second one stops at once."""
 
@@ -185,7 +236,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-@click.command()
+@click.command(epilog=PATHS_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (pipelines).")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Remote calls at once.")
@@ -198,7 +249,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Apply only this address (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: the plan, every outcome, a summary.")
-@common_options(sandbox=True)
+@common_options(sandbox=SANDBOX_HELP)
 @guarded
 def apply(
     common: Common,
@@ -223,15 +274,15 @@ def apply(
         raise click.UsageError("--replace and --target go to `reconciler plan` when you apply a saved plan")
     printer = common.printer()
     with (
-        _sandbox(common) as sandbox_target,
+        sandboxed(common) as sandbox_target,
         opened(common) as store,
         held_lock(store, holder=default_holder(), operation="apply"),
     ):
         if from_file:
-            the_plan = workflows.plan_to_apply(store, paths[0])
+            the_plan = workflows.plan_to_apply(store, paths[0], workspace=common.effective_workspace)
         else:
             made = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
-            the_plan = workflows.plan_to_apply(store, made)
+            the_plan = workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
         if as_json:
             for event in plan_events(the_plan):
                 write_event(sys.stdout, event)
@@ -250,6 +301,7 @@ def apply(
             printer=printer,
             as_json=as_json,
             parallelism=parallelism,
+            verbose=bool(common.verbose),
         )
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
@@ -279,9 +331,10 @@ def _run_applier(
     printer: Printer,
     as_json: bool,
     parallelism: int,
+    verbose: bool,
 ) -> ApplyResult:
     stop = threading.Event()
-    reporter = ApplyReporter(printer, as_json=as_json, total=len(the_plan.applied()))
+    reporter = ApplyReporter(printer, as_json=as_json, total=len(the_plan.applied()), verbose=verbose)
     with _interrupts_to(stop), reporter:
         result = workflows.apply_plan(
             the_plan,

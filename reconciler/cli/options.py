@@ -2,7 +2,12 @@
 
 ``guarded`` is the only code that prints errors: a ``ReconcilerError`` becomes its one-line message and exit
 status 1; anything else is a bug, written with its traceback to a debug log, reported in one line, exit status
-1 (never 2, which ``plan --detailed-exitcode`` reserves for "changes").
+1 (never 2, which ``plan --detailed-exitcode`` reserves for "changes"). A reader that closes the pipe early
+(``reconciler plan | head``) is no error: ``exit_closed_pipe`` ends the command quietly with status 141.
+
+The common options (``--state``, ``--workspace``, ``--no-color``, ``-v``) are accepted before the command as
+well as after it (``reconciler --no-color plan``): the group keeps what it was given in a ``GroupOptions``, and
+``common_options`` merges it in, the command's own option winning when both are given.
 """
 
 from __future__ import annotations
@@ -10,15 +15,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shlex
+import signal
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from reconciler import workflows
 from reconciler.errors import ManifestError, ReconcilerError
@@ -27,10 +35,24 @@ from reconciler.render import Printer
 from reconciler.state import open_store
 from reconciler.state.base import StateStore
 
+if TYPE_CHECKING:
+    from reconciler.providers import SandboxTarget
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-SANDBOX_WORKSPACE = "sandbox"
+SANDBOX_WORKSPACE = workflows.SANDBOX_WORKSPACE
+DEFAULT_WORKSPACE = "default"
 EXIT_INTERRUPTED = 130
+#: A shell's status for a process that SIGPIPE ended (128 + 13): what ``yes | head -1`` leaves for ``yes``.
+EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
+
+PATHS_HELP = """\b
+PATHS are files or directories (*.yaml, *.yml, *.json, recursively), or `-`
+for manifests read from standard input, as kubectl does:
+  cat m.yaml | reconciler validate -
+A TaskSuiteSet read from standard input finds its relative `source` from the
+current directory, which is then the manifest root.
+"""
 
 
 @dataclass
@@ -40,10 +62,12 @@ class Common:
     sandbox: bool
     color: bool
     verbose: int
+    #: Whether --state was typed on the command line (not taken from RECONCILER_STATE).
+    state_typed: bool = False
 
     @property
     def effective_workspace(self) -> str:
-        return SANDBOX_WORKSPACE if self.sandbox and self.workspace == "default" else self.workspace
+        return SANDBOX_WORKSPACE if self.sandbox and self.workspace == DEFAULT_WORKSPACE else self.workspace
 
     def printer(self, err: bool = False) -> Printer:
         stream = sys.stderr if err else sys.stdout
@@ -52,49 +76,138 @@ class Common:
     def store(self) -> StateStore:
         return open_store(self.state, workspace=self.effective_workspace, root=Path.cwd())
 
+    def selecting_options(self) -> str:
+        """The options that pick this command's workspace and state again, for a command printed as a hint.
 
-def common_options(*, sandbox: bool = False) -> Callable[[F], F]:
-    """The options every command takes, in the same words everywhere."""
+        ``--state`` is repeated only when it was typed: a value from ``RECONCILER_STATE`` comes from that
+        variable again (and may be a URL with a password, which is never printed).
+        """
+        parts = []
+        if self.sandbox:
+            parts.append("--sandbox")
+        if self.workspace != DEFAULT_WORKSPACE:
+            parts.append(f"--workspace {shlex.quote(self.workspace)}")
+        if self.state is not None and self.state_typed:
+            parts.append(f"--state {shlex.quote(self.state)}")
+        return " ".join(parts)
+
+
+@dataclass
+class GroupOptions:
+    """The common options given before the command (``reconciler --no-color plan``)."""
+
+    state: str | None = None
+    workspace: str | None = None
+    no_color: bool = False
+    verbose: int = 0
+
+
+def _state_option(envvar: str | None) -> Callable[[F], F]:
+    return click.option(
+        "--state",
+        "state",
+        metavar="PATH|URL",
+        envvar=envvar,
+        help="State store: a SQLite file path (default state/WORKSPACE.db) [env RECONCILER_STATE].",
+    )
+
+
+def _workspace_option(default: str | None, envvar: str | None) -> Callable[[F], F]:
+    return click.option(
+        "--workspace",
+        default=default,
+        show_default=default is not None,
+        envvar=envvar,
+        help="Separate state per workspace (e.g. staging, production) [env RECONCILER_WORKSPACE].",
+    )
+
+
+_no_color_option = click.option("--no-color", is_flag=True, help="Plain output, even on a terminal.")
+_verbose_option = click.option("-v", "--verbose", count=True, help="Say more (skipped files, every suite of a set).")
+
+
+def group_options(fn: F) -> F:
+    """The common options on the ``reconciler`` group itself, kept in the context for the command to merge."""
+
+    @_state_option(None)
+    @_workspace_option(None, None)
+    @_no_color_option
+    @_verbose_option
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any, state: str | None, workspace: str | None, no_color: bool, verbose: int, **kwargs: Any
+    ) -> Any:
+        ctx = click.get_current_context()
+        ctx.obj = GroupOptions(state=state, workspace=workspace, no_color=no_color, verbose=verbose)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+SANDBOX_HELP = (
+    "Run against the embedded emulator of both APIs (no cloud account needed); uses the workspace 'sandbox' "
+    "and keeps the emulator's data in state/sandbox-remote.db."
+)
+SANDBOX_STATE_HELP = "Use the workspace 'sandbox', where `apply --sandbox` records what it created."
+
+
+def common_options(*, sandbox: str | None = None, state: bool = True) -> Callable[[F], F]:
+    """The options every command takes, in the same words everywhere; ``sandbox`` is the help of ``--sandbox``
+    for the commands that take it; ``state=False`` for a command that reads no state."""
 
     def decorate(fn: F) -> F:
-        @click.option(
-            "--state",
-            "state",
-            metavar="PATH|URL",
-            envvar="RECONCILER_STATE",
-            help="State store: a SQLite file path (default state/WORKSPACE.db) [env RECONCILER_STATE].",
-        )
-        @click.option(
-            "--workspace",
-            default="default",
-            show_default=True,
-            envvar="RECONCILER_WORKSPACE",
-            help="Separate state per workspace (e.g. staging, production) [env RECONCILER_WORKSPACE].",
-        )
-        @click.option("--no-color", is_flag=True, help="Plain output, even on a terminal.")
-        @click.option("-v", "--verbose", count=True, help="Say more (skipped files, every suite of a set).")
+        @_workspace_option(DEFAULT_WORKSPACE, "RECONCILER_WORKSPACE")
+        @_no_color_option
+        @_verbose_option
         @functools.wraps(fn)
-        def wrapper(*args: Any, state: str | None, workspace: str, no_color: bool, verbose: int, **kwargs: Any) -> Any:
-            use_sandbox = bool(kwargs.pop("sandbox", False))
+        def wrapper(*args: Any, workspace: str, no_color: bool, verbose: int, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            before = ctx.find_object(GroupOptions) or GroupOptions()
+            state_value: str | None = kwargs.pop("state", None)
+            state_typed = _typed(ctx, "state")
+            if not state_typed and before.state is not None:
+                state_value, state_typed = before.state, True
+            if not _typed(ctx, "workspace") and before.workspace is not None:
+                workspace = before.workspace
+            if not _typed(ctx, "verbose"):
+                verbose = before.verbose
             common = Common(
-                state=state,
+                state=state_value,
                 workspace=workspace,
-                sandbox=use_sandbox,
-                color=not no_color and "NO_COLOR" not in os.environ,
+                sandbox=bool(kwargs.pop("sandbox", False)),
+                color=not (no_color or before.no_color) and "NO_COLOR" not in os.environ,
                 verbose=verbose,
+                state_typed=state_typed,
             )
             return fn(common, *args, **kwargs)
 
-        if sandbox:
-            wrapper = click.option(
-                "--sandbox",
-                is_flag=True,
-                help="Run against the embedded emulator of both APIs (no cloud account needed); uses the "
-                "workspace 'sandbox' and keeps the emulator's data in state/sandbox-remote.db.",
-            )(wrapper)
-        return wrapper  # type: ignore[return-value]
+        decorated = wrapper
+        if state:
+            decorated = _state_option("RECONCILER_STATE")(decorated)
+        if sandbox is not None:
+            decorated = click.option("--sandbox", is_flag=True, help=sandbox)(decorated)
+        return decorated  # type: ignore[return-value]
 
     return decorate
+
+
+def _typed(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+def exit_closed_pipe() -> NoReturn:
+    """The reader of our output went away (``| head``): normal shell use, so no message, and the status a shell
+    gives a process SIGPIPE ended, which a pipeline never takes for success or for "changes" (2).
+
+    Standard output is pointed at /dev/null first, so that flushing it at exit does not fail again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (a test runner's capture): nothing to redirect
+        pass
+    sys.exit(EXIT_CLOSED_PIPE)
 
 
 def guarded(fn: F) -> F:
@@ -118,6 +231,8 @@ def guarded(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            exit_closed_pipe()
         except Exception as err:  # noqa: BLE001 - the last line of defence; see the module docstring
             log = _write_debug_log()
             click.echo(
@@ -146,6 +261,27 @@ def opened(common: Common) -> Iterator[StateStore]:
         yield store
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def sandboxed(common: Common) -> Iterator[SandboxTarget | None]:
+    """With --sandbox, the embedded emulator runs for the length of the command, its data in state/."""
+    if not common.sandbox:
+        yield None
+        return
+    import reconciler.sandbox as emulator
+    from reconciler.providers import SandboxTarget
+
+    data = Path.cwd() / "state" / "sandbox-remote.db"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    with emulator.SandboxServer(port=0, auto_create=True, data_path=data) as server:
+        yield SandboxTarget(
+            url=server.url,
+            access_key=emulator.DEFAULT_ACCESS_KEY,
+            secret_key=emulator.DEFAULT_SECRET_KEY,
+            cloud_project_id=emulator.DEFAULT_CLOUD_PROJECT_ID,
+            toloka_token=emulator.DEFAULT_TOLOKA_TOKEN,
+        )
 
 
 def load_manifests(common: Common, paths: tuple[Path, ...]) -> DesiredState:

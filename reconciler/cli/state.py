@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 
 from reconciler import workflows
-from reconciler.cli.options import Common, common_options, guarded, load_manifests, opened
+from reconciler.cli.options import (
+    PATHS_HELP,
+    SANDBOX_STATE_HELP,
+    Common,
+    common_options,
+    guarded,
+    load_manifests,
+    opened,
+    sandboxed,
+)
 from reconciler.errors import UnknownAddressError
 from reconciler.state.lock import default_holder, held_lock
 
@@ -19,7 +28,7 @@ def state() -> None:
 
 
 @state.command("list")
-@common_options()
+@common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
 def state_list(common: Common) -> None:
     """List every recorded resource: address, status, remote id."""
@@ -30,7 +39,7 @@ def state_list(common: Common) -> None:
 
 @state.command("show")
 @click.argument("address")
-@common_options()
+@common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
 def state_show(common: Common, address: str) -> None:
     """Show everything recorded about ADDRESS, as JSON."""
@@ -64,7 +73,7 @@ def state_show(common: Common, address: str) -> None:
 
 @state.command("forget")
 @click.argument("address")
-@common_options()
+@common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
 def state_forget(common: Common, address: str) -> None:
     """Drop ADDRESS from the state. The remote object stays (neither API can delete)."""
@@ -76,7 +85,7 @@ def state_forget(common: Common, address: str) -> None:
 @state.command("history")
 @click.argument("address", required=False)
 @click.option("--limit", default=50, show_default=True, help="How many entries, newest last.")
-@common_options()
+@common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
 def state_history(common: Common, address: str | None, limit: int) -> None:
     """The journal: every intent and outcome, oldest first (of the newest LIMIT)."""
@@ -90,7 +99,7 @@ def state_history(common: Common, address: str | None, limit: int) -> None:
 
 @state.command("unlock")
 @click.argument("lock_id")
-@common_options()
+@common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
 def state_unlock(common: Common, lock_id: str) -> None:
     """Break the lock LOCK_ID left by a run that died. Only when you are sure that run is gone."""
@@ -99,20 +108,30 @@ def state_unlock(common: Common, lock_id: str) -> None:
     click.echo(f"Lock {lock_id} released.")
 
 
-@state.command("import")
+@state.command("import", epilog=PATHS_HELP)
 @click.argument("address")
 @click.argument("remote_id")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@common_options()
+@common_options(
+    sandbox="Import from the embedded emulator (started for this command) into the workspace 'sandbox', where "
+    "`apply --sandbox` records."
+)
 @guarded
 def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path, ...]) -> None:
     """Record that ADDRESS (declared in the manifests at PATHS) is the existing remote object REMOTE_ID.
 
-    Also settles an interrupted create of ADDRESS that apply could not resolve by itself.
+    REMOTE_ID is read from the API first (with the provider's credentials, as apply reads them), and refused if
+    it does not exist. Also settles an interrupted create of ADDRESS that apply could not resolve by itself.
     """
     desired = load_manifests(common, paths)
     if address not in desired.resources:
         raise UnknownAddressError(f"{address}: not declared in {', '.join(str(p) for p in paths)}")
-    with opened(common) as store, held_lock(store, holder=default_holder(), operation="state import"):
-        workflows.import_resource(store, desired, address=address, remote_id=remote_id, paths=paths)
+    with (
+        sandboxed(common) as sandbox_target,
+        opened(common) as store,
+        held_lock(store, holder=default_holder(), operation="state import"),
+    ):
+        workflows.import_resource(
+            store, desired, address=address, remote_id=remote_id, paths=paths, sandbox=sandbox_target
+        )
     click.echo(f"Imported {address} as remote object {remote_id}.")

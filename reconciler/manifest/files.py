@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,24 +24,44 @@ from reconciler.resources import address_of
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules"})
 
+#: The path that means standard input, as for kubectl: ``cat m.yaml | reconciler validate -``.
+STDIN = "-"
+#: How problems in manifests read from standard input name their file.
+STDIN_DISPLAY = "<stdin>"
+
 
 @dataclass(frozen=True)
 class ManifestFile:
-    """A candidate manifest file: the path shown to the user (as they spelled it) and the path to open."""
+    """A candidate manifest file: the path shown to the user (as they spelled it) and the path to open.
+
+    Manifests read from standard input carry their ``content``; their ``path`` is a name in the current
+    directory, so that a TaskSuiteSet's relative ``source`` resolves against it.
+    """
 
     display: str
     path: Path
+    content: bytes | None = None
 
 
 def discover(paths: Sequence[Path | str], problems: list[Problem]) -> tuple[list[ManifestFile], Path]:
-    """The files under ``paths``, each once, and their common root (which data files may not leave)."""
+    """The files under ``paths``, each once, and their common root (which data files may not leave).
+
+    ``-`` is standard input, read once; the current directory is then a base of the root.
+    """
     files: list[ManifestFile] = []
     seen: set[Path] = set()
     bases: list[str] = []
+    read_stdin = False
     if not paths:
         problems.append(Problem(".", None, None, None, "no manifest files or directories given"))
     for given in paths:
         path = Path(given)
+        if str(given) == STDIN:
+            if not read_stdin:
+                read_stdin = True
+                bases.append(str(Path.cwd().resolve()))
+                files.append(ManifestFile(STDIN_DISPLAY, Path.cwd() / STDIN_DISPLAY, sys.stdin.buffer.read()))
+            continue
         if path.is_dir():
             bases.append(str(path.resolve()))
             found = _walk(path)
@@ -190,7 +211,7 @@ class Document:
 def parse_file(file: ManifestFile, problems: list[Problem]) -> list[Document] | None:
     """The file's documents if it is a manifest file; None if it is not ours."""
     try:
-        raw = file.path.read_bytes()
+        raw = file.path.read_bytes() if file.content is None else file.content
     except OSError as err:
         problems.append(Problem(file.display, None, None, None, f"cannot read: {err.strerror}"))
         return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shlex
 import signal
 import sys
 import threading
@@ -13,7 +14,7 @@ import click
 
 from .faults import FaultSpec, FaultSpecError
 from .persistence import StoreError
-from .seed import SandboxSeed, SeedError
+from .seed import Credentials, SandboxSeed, SeedError
 from .server import SandboxServer
 
 
@@ -105,11 +106,41 @@ def serve(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"sandbox listening on {server.url} (Ctrl-C to stop)")
+    click.echo("Point reconciler at it (for providers named perftest and toloka, as in examples/) with:")
+    for line in environment_lines(server.url, server.credentials):
+        click.echo(f"  {line}")
     if data_path is not None:
         click.echo(f"world kept in {data_path}")
     if not spec.is_empty:
         click.echo(f"faults: {spec}")
     _wait_for_interrupt(server)
+
+
+#: The credential variables the example providers name (examples/providers.yaml).
+EXAMPLE_CREDENTIAL_VARIABLES = {
+    "access_key": "HUAWEICLOUD_SDK_AK",
+    "secret_key": "HUAWEICLOUD_SDK_SK",
+    "toloka_token": "TOLOKA_API_KEY",
+}
+
+
+def environment_lines(url: str, credentials: Credentials) -> list[str]:
+    """``export NAME=value`` lines that point the example providers (named perftest and toloka) at this sandbox.
+
+    The override names follow ``reconciler.providers.factory.override_variable`` (``RECONCILER_<NAME>_<FIELD>``);
+    they are spelled here because the emulator imports nothing of the tool but request signing. The values
+    are the sandbox's own credentials (public defaults unless seeded), not anyone's secrets.
+    """
+    pairs = [
+        ("RECONCILER_PERFTEST_ENDPOINT", url),
+        ("RECONCILER_PERFTEST_CLOUD_PROJECT_ID", credentials.cloud_project_id),
+        ("RECONCILER_TOLOKA_ENDPOINT", url),
+        (EXAMPLE_CREDENTIAL_VARIABLES["access_key"], credentials.access_key),
+        (EXAMPLE_CREDENTIAL_VARIABLES["secret_key"], credentials.secret_key),
+    ]
+    if credentials.toloka_tokens:
+        pairs.append((EXAMPLE_CREDENTIAL_VARIABLES["toloka_token"], credentials.toloka_tokens[0]))
+    return [f"export {name}={shlex.quote(value)}" for name, value in pairs]
 
 
 def _wait_for_interrupt(server: SandboxServer) -> None:
