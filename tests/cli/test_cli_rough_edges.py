@@ -404,3 +404,12 @@ def test_a_misspelt_provider_variable_stops_plan_and_the_apply_of_a_saved_plan(r
         [line] = done.stderr.splitlines()
         assert "RECONCILER_TOLOKA_ENDPIONT" in line and "RECONCILER_TOLOKA_ENDPOINT" in line, line
         assert "reconciler will perform" not in done.stdout
+
+
+def test_a_bad_provider_variable_value_stops_plan_before_any_plan_is_shown(run_cli: RunCli) -> None:
+    done = run_cli("plan", str(EXAMPLES), env={"RECONCILER_TOLOKA_RATE_LIMIT": "abc"})
+
+    assert done.returncode == 1, done.stdout
+    [line] = done.stderr.splitlines()
+    assert "RECONCILER_TOLOKA_RATE_LIMIT" in line and "must be a number of requests per second" in line, line
+    assert done.stdout == ""
