@@ -13,6 +13,7 @@ finishing; uvicorn closes the connection, so the client sees a truncated answer 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
@@ -100,11 +101,36 @@ class _Captured:
         return [*kept, (b"content-length", str(length).encode())]
 
 
+ADMIN_PREFIX = "/_sandbox"
+ADMIN_REFUSED = (
+    "the sandbox's admin routes (/_sandbox) answer clients on this machine only; start it with --expose-admin "
+    "to let others in"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class SandboxMiddleware:
     def __init__(self, app: Starlette, sandbox: SandboxRuntime) -> None:
         self.app = app
         self.sandbox = sandbox
         self.routes: list[BaseRoute] = list(app.routes)
+
+    def _admin_allowed(self, scope: Scope) -> bool:
+        """The admin routes read the sandbox's credentials and rewrite its world: loopback clients only, unless
+        the sandbox was started to allow more (``--expose-admin``)."""
+        if self.sandbox.admin_anywhere:
+            return True
+        client = scope.get("client")
+        return client is not None and is_loopback(client[0])
 
     def route_of(self, scope: Scope) -> str:
         """``METHOD /template`` of the route a request is for; ``unmatched`` when none is."""
@@ -135,6 +161,10 @@ class SandboxMiddleware:
 
         api = api_of(scope["path"])
         if api is None:  # admin and unknown routes: not API traffic, not counted
+            if scope["path"].startswith(ADMIN_PREFIX) and not self._admin_allowed(scope):
+                await _drain(receive)
+                await _send_json(send_with_id, 403, {"error": ADMIN_REFUSED})
+                return
             await self.app(scope, receive, send_with_id)
             return
         route = self.route_of(scope)

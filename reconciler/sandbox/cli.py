@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 
+from .app import is_loopback
 from .faults import FaultSpec, FaultSpecError
 from .persistence import StoreError
 from .seed import Credentials, SandboxSeed, SeedError
@@ -58,6 +59,12 @@ def sandbox() -> None:
     help="Calls per second per PerfTest API (0: unlimited).",
 )
 @click.option("--suite-quota", default=100_000, show_default=True, help="Task suites per minute (0: unlimited).")
+@click.option(
+    "--expose-admin",
+    is_flag=True,
+    help="Let clients on other machines use the admin routes (/_sandbox: credentials, reset, faults); by "
+    "default only this machine's may.",
+)
 def serve(
     host: str,
     port: int,
@@ -68,6 +75,7 @@ def serve(
     toloka_rps: float,
     perftest_rps: float,
     suite_quota: int,
+    expose_admin: bool,
 ) -> None:
     """Serve both APIs on one port: PerfTest under /v1 and /v3, Toloka under /api/v1, admin under /_sandbox.
 
@@ -94,6 +102,7 @@ def serve(
         perftest_requests_per_second=_limit(perftest_rps),
         suites_per_minute=int(suite_quota) if suite_quota > 0 else None,
         log_level="warning",
+        admin_anywhere=expose_admin,
     )
     # A busy sandbox holds hundreds of thousands of long-lived objects that the default thresholds make the
     # cyclic garbage collector rescan all the time (40% of the time spent on a large batch). This process is
@@ -106,6 +115,9 @@ def serve(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"sandbox listening on {server.url} (Ctrl-C to stop)")
+    if not is_loopback(host):
+        for line in exposure_warning(host, expose_admin):
+            click.echo(f"Warning: {line}", err=True)
     click.echo("Point reconciler at it (for providers named perftest and toloka, as in examples/) with:")
     for line in environment_lines(server.url, server.credentials):
         click.echo(f"  {line}")
@@ -141,6 +153,22 @@ def environment_lines(url: str, credentials: Credentials) -> list[str]:
     if credentials.toloka_tokens:
         pairs.append((EXAMPLE_CREDENTIAL_VARIABLES["toloka_token"], credentials.toloka_tokens[0]))
     return [f"export {name}={shlex.quote(value)}" for name, value in pairs]
+
+
+def exposure_warning(host: str, expose_admin: bool) -> list[str]:
+    """What a bind beyond loopback lets other machines do, said before anyone does it."""
+    lines = [
+        f"listening on {host}, not only on this machine: other machines can use both emulated APIs, whose "
+        "credentials are the sandbox's public defaults unless seeded."
+    ]
+    if expose_admin:
+        lines.append(
+            "--expose-admin: other machines can also read the credentials (/_sandbox/info), reset the world and "
+            "set faults."
+        )
+    else:
+        lines.append("The admin routes (/_sandbox) still answer this machine only (--expose-admin to change that).")
+    return lines
 
 
 def _wait_for_interrupt(server: SandboxServer) -> None:

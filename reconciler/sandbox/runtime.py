@@ -42,8 +42,11 @@ class Stats:
 
 
 class SandboxRuntime:
-    def __init__(self, world: World, limits: Limits, faults: FaultSpec) -> None:
+    """``admin_anywhere``: the ``/_sandbox`` routes answer any client, not only loopback ones."""
+
+    def __init__(self, world: World, limits: Limits, faults: FaultSpec, *, admin_anywhere: bool = False) -> None:
         self.world = world
+        self.admin_anywhere = admin_anywhere
         self.limits = limits
         self.throttle = Throttle(limits)
         self.stats = Stats()

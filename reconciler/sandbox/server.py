@@ -49,8 +49,10 @@ class SandboxServer:
         operation_base_s: float = 0.03,
         operation_per_item_s: float = 0.00001,
         log_level: str = "warning",
+        admin_anywhere: bool = False,
     ) -> None:
         self.host = host
+        self.admin_anywhere = admin_anywhere
         self.port = port
         self.seed = seed or SandboxSeed()
         self.auto_create = auto_create
@@ -107,7 +109,7 @@ class SandboxServer:
             world.close()
             raise
         self.port = sock.getsockname()[1]
-        self.runtime = SandboxRuntime(world, self.limits, self.faults)
+        self.runtime = SandboxRuntime(world, self.limits, self.faults, admin_anywhere=self.admin_anywhere)
         config = uvicorn.Config(
             build_app(self.runtime),
             http="auto",
