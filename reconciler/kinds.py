@@ -9,9 +9,11 @@ that validates is one the API will accept.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 API_VERSION = "reconciler/v1"
 
@@ -209,8 +211,43 @@ class PerfTestCredentials(_Strict):
         return self
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why reconciler will not send credentials to ``url``, or None: ``https://``, or plain ``http://`` to this
+    machine only (the sandbox, a local proxy), since over plain HTTP the API key or signature travels in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return None
+    if parts.scheme == "http":
+        return (
+            "plain http:// would send the credentials in clear; use https:// (http:// is accepted only to this "
+            "machine: localhost, 127.0.0.1, ::1)"
+        )
+    return "must be an https:// URL (or http:// to this machine)"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_endpoint(url: str) -> str:
+    problem = endpoint_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+Endpoint = Annotated[str, Field(pattern=r"^https?://"), AfterValidator(_checked_endpoint)]
+
+
 class PerfTestProviderSpec(_Strict):
-    endpoint: str | None = Field(
+    endpoint: Endpoint | None = Field(
         default=None,
         pattern=r"^https?://",
         description="Base URL; default https://cpts.{region}.myhuaweicloud.com.",
@@ -227,7 +264,9 @@ class TolokaCredentials(_Strict):
 
 
 class TolokaProviderSpec(_Strict):
-    endpoint: str = Field(default="https://toloka.dev", pattern=r"^https?://", description="Base URL, without /api/v1.")
+    endpoint: Endpoint = Field(
+        default="https://toloka.dev", pattern=r"^https?://", description="Base URL, without /api/v1."
+    )
     credentials: TolokaCredentials
     rate_limit: float = Field(default=100.0, gt=0, le=10000, description="Requests per second, at most.")
     batch_size: int = Field(

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from reconciler.errors import ConfigError
-from reconciler.kinds import TOLOKA_MAX_BATCH_ITEMS
+from reconciler.kinds import TOLOKA_MAX_BATCH_ITEMS, endpoint_problem
 
 
 class ProviderSettings(Protocol):
@@ -146,8 +146,8 @@ def _parse_override(provider: str, field: str, variable: str, raw: str) -> Any:
         if value.isascii() and value.isdigit() and 1 <= int(value) <= TOLOKA_MAX_BATCH_ITEMS:
             return int(value)
         problem = f"must be a whole number from 1 to {TOLOKA_MAX_BATCH_ITEMS}"
-    elif field == "endpoint" and not re.match(r"^https?://", value):
-        problem = "must start with http:// or https://"
+    elif field == "endpoint" and (wrong := endpoint_problem(value)) is not None:
+        problem = wrong
     elif field == "cloud_project_id" and not _CLOUD_PROJECT_ID.match(value):
         problem = "must be the 32-hex cloud project ID"
     elif field == "region" and not re.match(r"^[a-z0-9-]+$", value):

@@ -410,6 +410,6 @@ def test_a_bad_provider_variable_value_stops_plan_before_any_plan_is_shown(run_c
     done = run_cli("plan", str(EXAMPLES), env={"RECONCILER_TOLOKA_RATE_LIMIT": "abc"})
 
     assert done.returncode == 1, done.stdout
-    [line] = done.stderr.splitlines()
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert "RECONCILER_TOLOKA_RATE_LIMIT" in line and "must be a number of requests per second" in line, line
     assert done.stdout == ""
