@@ -6,10 +6,14 @@ elsewhere is refused before anything is planned or sent (issue 12).
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, RunCli
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 PROVIDER = """\
 apiVersion: reconciler/v1
