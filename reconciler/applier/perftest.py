@@ -3,12 +3,15 @@
 The API has no idempotency key. Before creating anything, each test project is listed once and the ids of the
 tasks that already bear each name are written into the intent: none of them is what this create makes (one may
 be the task a replacement replaces, which stays: nothing is ever deleted). When a create's outcome is unknown
-(timeout, dropped connection, 5xx, crash), the test project is listed again: exactly one task with the intended
-name that is not among those ids is ours and is adopted; none means nothing was created, and the request is
-sent again; more than one is ambiguous, and apply stops and says so instead of guessing.
+(timeout, dropped connection, 5xx, a 2xx without a task id, crash), the test project is listed again: exactly
+one task with the intended name that is not among those ids is ours and is adopted; none (in two listings that
+could both be read) means nothing was created, and the request is sent again; more than one is ambiguous, and
+apply stops and says so instead of guessing. A listing that cannot be read leaves the outcome unknown.
 
 A test project that cannot be listed first gets nothing sent: recovery after a lost answer could not tell our
-task from one that was there before.
+task from one that was there before. A create that finds a task with its name that the state does not hold for
+its address (a lost state, most likely) is not sent either: the refusal names the ``state import`` that adopts
+the task, and the other addresses go on.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from reconciler.errors import (
     PermanentProviderError,
     ProviderError,
 )
-from reconciler.plan import Action
+from reconciler.plan import Action, ActionType
 from reconciler.providers.perftest import PerfTestClient
 from reconciler.state.base import Intent, Outcome, StateStore, Status
 
@@ -37,6 +40,10 @@ RESENDS = 3
 SETTLE_SECONDS = 1.0
 #: Journal entries of an address read to tell its own earlier tasks from others bearing the same name.
 HISTORY_LIMIT = 1000
+#: The journal event of ``state forget`` (``state/base.py``): the tasks the address had until then are no longer its.
+FORGOTTEN = "forgotten"
+#: What the refusal of a create writes for the manifests' paths, which apply does not know.
+MANIFESTS_PLACEHOLDER = "<manifests>"
 
 
 class PerfTestModule:
@@ -70,6 +77,12 @@ class PerfTestModule:
                 yield NotSent([action.address], f"could not list test project {project} first: {names}")
                 continue
             before = list(names.get(name, []))
+            warnings: list[ApplyEvent] = []
+            if before:
+                refusal, warnings = self._same_named(action, project, name, before)
+                if refusal is not None:
+                    yield NotSent([action.address], refusal)
+                    continue
             intent = Intent(
                 operation_id=operation_id(self.lineage, action.address, action.spec_hash or "", action.attempt),
                 provider=action.provider,
@@ -78,27 +91,37 @@ class PerfTestModule:
                 fingerprint=action.spec_hash or "",
                 detail={"test_project_id": project, "name": name, "preexisting_ids": before, "body": spec},
             )
-            warnings = self._same_name_warnings(action, project, name, before) if before else []
             yield Call(intent, pending_resources([action]), functools.partial(self._create, intent, warnings))
 
     def resolution(self, intent: Intent) -> Call:
         return Call(intent, None, functools.partial(self._resolve, intent))
 
-    def _same_name_warnings(self, action: Action, project: int, name: str, ids: list[str]) -> list[ApplyEvent]:
-        """What to say of the tasks already named like the one about to be created, each truly: the task being
-        replaced (and any earlier one of this address) stays, as nothing is ever deleted; any other is not one
-        this state made for the address.
+    def _same_named(
+        self, action: Action, project: int, name: str, ids: list[str]
+    ) -> tuple[str | None, list[ApplyEvent]]:
+        """What to do about the tasks already named like the one about to be created: a refusal (nothing is sent
+        for the address), or warnings that say truly what stays.
+
+        The task being replaced (and any earlier one of this address) stays, as nothing is ever deleted. A
+        create that meets a task the state does not hold for its address is refused: it is most likely this
+        address's own task from a lost (or forgotten) state, and a second one is never made by default; the
+        refusal names the ``state import`` that adopts it. A replacement still warns of such a task and goes
+        on: the state holds the address, and a new task with the name is what ``--replace`` asked for.
 
         Only a create that meets a same-named task pays for reading the address's history."""
         ours = {action.remote_id} if action.remote_id else set()
         if any(i not in ours for i in ids):
-            ours |= {
-                str(entry.detail["remote_id"])
-                for entry in self.store.history(address=action.address, limit=HISTORY_LIMIT)
-                if entry.detail.get("remote_id") is not None
-            }
+            earlier: set[str] = set()
+            for entry in self.store.history(address=action.address, limit=HISTORY_LIMIT):
+                if entry.event == FORGOTTEN:
+                    earlier = set()  # what the state was told to forget is no longer this address's
+                elif entry.detail.get("remote_id") is not None:
+                    earlier.add(str(entry.detail["remote_id"]))
+            ours |= earlier
         kept = [i for i in ids if i in ours]
         others = [i for i in ids if i not in ours]
+        if others and action.type is not ActionType.REPLACE:
+            return _unknown_task_refusal(action.address, project, name, others), []
         warnings = []
         if kept:
             one = len(kept) == 1
@@ -125,7 +148,7 @@ class PerfTestModule:
                     "that this state did not create for this address; creating another with the same name",
                 )
             )
-        return warnings
+        return None, warnings
 
     def _existing_names(self, actions: list[Action]) -> dict[int, dict[str, list[str]] | ProviderError]:
         """Task ids per name in each test project, before we create anything; a project that cannot be listed
@@ -220,3 +243,19 @@ class PerfTestModule:
             )
             return Settlement(unresolved=[address], why=str(error), stop=str(error))
         return None
+
+
+def _unknown_task_refusal(address: str, project: int, name: str, ids: list[str]) -> str:
+    """Why a create meeting same-named tasks the state does not hold is not sent, and how to adopt the right one."""
+    if len(ids) == 1:
+        found = f"a task named {name!r} (id {ids[0]})"
+        adopt = f"`reconciler state import {address} {ids[0]} {MANIFESTS_PLACEHOLDER}`"
+    else:
+        found = f"{len(ids)} tasks named {name!r} (ids {', '.join(ids)})"
+        adopt = f"`reconciler state import {address} ID {MANIFESTS_PLACEHOLDER}` with the id of the one that is its"
+    return (
+        f"test project {project} already has {found} that the state does not hold for this address (a lost or "
+        f"forgotten state?); reconciler will not create a second one. If it is this address's task, adopt it: "
+        f"{adopt} ({MANIFESTS_PLACEHOLDER}: the manifest paths given to apply); if it is not, rename or delete "
+        "it in CodeArts PerfTest, then run apply again"
+    )

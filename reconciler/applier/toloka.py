@@ -3,7 +3,8 @@
 The operation id travels with the request (``async_mode=true&operation_id=...``), and Toloka refuses a second
 operation with the same id, so a batch is resent under its id after any failure. Reading the operation tells
 everything: 404 means it was never accepted (send the very same request again); else wait for it and read its
-log, whose entries carry each item's index and so map back to addresses.
+log, whose entries carry each item's index and so map back to addresses. A create answered 2xx in a shape the
+client cannot read (``OutcomeUnknownError``) was acted on: its operation is read by id, as after a lost answer.
 
 Suites are grouped by pool and options (the options are the request's query parameters, shared by a batch),
 then cut at the provider's batch size and at ``MAX_BATCH_INPUT_BYTES`` of inputs. Batches are cut as the
@@ -26,7 +27,7 @@ from reconciler.applier.work import (
     pending_resources,
 )
 from reconciler.encoding import content_hash, dumps
-from reconciler.errors import EndpointError, PermanentProviderError, ProviderError
+from reconciler.errors import EndpointError, OutcomeUnknownError, PermanentProviderError, ProviderError
 from reconciler.plan import Action
 from reconciler.providers.toloka import (
     MAX_BATCH_INPUT_BYTES,
@@ -102,6 +103,10 @@ class TolokaModule:
         except EndpointError as err:
             failed = [Outcome(a, Status.FAILED, error=f"not sent: {err}") for a in intent.addresses]
             return Settlement(failed, resolved=True, stop=str(err))
+        except OutcomeUnknownError:
+            # Toloka answered 2xx in a shape we cannot read: it acted. Read the operation by its id; until it is
+            # read the intent stays open, and the next run reads it again (never a new operation id).
+            return self._collect(intent)
         except PermanentProviderError as err:
             failed = [Outcome(a, Status.FAILED, error=f"rejected: {err}") for a in intent.addresses]
             return Settlement(failed, resolved=True)

@@ -17,7 +17,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from reconciler.errors import OutcomeUnknownError, PermanentProviderError
+from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
 from reconciler.providers import signing
 from reconciler.providers.http import HttpClient, HttpOptions
 
@@ -179,6 +179,9 @@ class PerfTestClient:
         0's second row means row offsets; the same rows again means pages numbered from 1 (0 read as 1);
         anything else means page numbers. It then walks on until a page is empty, brings no new id, or is
         shorter than the longest page seen (not than ``limit``: a server may cap the page size below it).
+
+        A page that cannot be read (no ``tasks`` list, a row without an id or a name) raises
+        ``TransientProviderError``, never reads as "no tasks": a listing that cannot be read proves nothing absent.
         """
         fetch = self._page_fetcher(test_project_id)
         found: dict[Any, dict[str, Any]] = {}
@@ -225,11 +228,13 @@ class PerfTestClient:
                     raise self._missing_project(test_project_id, err) from err
                 raise
             tasks = answer.get("tasks") if isinstance(answer, dict) else None
-            if tasks is None:
-                return []
-            if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-                raise PermanentProviderError(
-                    f"GET {path} answered an unexpected tasks list ({str(tasks)[:200]})", provider=self.name
+            if not isinstance(tasks, list) or not all(_listed_task(t) for t in tasks):
+                # Never "no tasks": recovery would conclude that nothing was created and send it again.
+                what = "without a tasks list" if tasks is None else "an unexpected tasks list"
+                raise TransientProviderError(
+                    f"could not read the task listing of test project {test_project_id}: GET {path} answered "
+                    f"{what} ({str(answer)[:200]})",
+                    provider=self.name,
                 )
             return tasks
 
@@ -243,3 +248,11 @@ class PerfTestClient:
             status=err.status,
             code=err.code,
         )
+
+
+def _listed_task(task: Any) -> bool:
+    """Whether a listing's row can be read: an object with an id and a name, what recovery matches on."""
+    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+        return False
+    task_id = task.get("id")
+    return not isinstance(task_id, bool) and isinstance(task_id, int | str) and str(task_id).isdigit()

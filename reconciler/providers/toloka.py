@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Unpack
 
 import httpx
 
-from reconciler.errors import PermanentProviderError, ProviderError, TransientProviderError
+from reconciler.errors import OutcomeUnknownError, PermanentProviderError, ProviderError, TransientProviderError
 from reconciler.kinds import TOLOKA_MAX_BATCH_ITEMS
 from reconciler.providers.http import HttpClient, HttpOptions
 
@@ -128,8 +128,17 @@ class Operation:
 
     @classmethod
     def from_json(cls, raw: Any, *, provider: str = "") -> Operation:
+        """An answer that is no operation cannot be read: a ``TransientProviderError`` (it proves nothing)."""
+        operation = cls.read(raw)
+        if operation is None:
+            raise TransientProviderError(f"could not read an operation from {str(raw)[:200]}", provider=provider)
+        return operation
+
+    @classmethod
+    def read(cls, raw: Any) -> Operation | None:
+        """The operation ``raw`` describes, or None if it is not one (no ``id`` or ``status``)."""
         if not isinstance(raw, dict) or not raw.get("id") or not raw.get("status"):
-            raise PermanentProviderError(f"not an operation: {str(raw)[:200]}", provider=provider)
+            return None
         details = raw.get("details")
         return cls(
             id=str(raw["id"]),
@@ -264,7 +273,21 @@ class TolokaClient:
                     operation_id=operation_id,
                 ) from err
             return self._check_type(existing)
-        return self._check_type(Operation.from_json(answer, provider=self.name))
+        return self._accepted(operation_id, answer)
+
+    def _accepted(self, operation_id: str, answer: Any) -> Operation:
+        """The operation a create's 2xx answer describes. A 2xx means Toloka acted, so an answer that is not our
+        batch create operation (not an operation, another id, another type) leaves the outcome unknown, to be
+        read by the operation's id: never a refusal, which would have the suites sent again under a new id."""
+        operation = Operation.read(answer)
+        if operation is not None and operation.id == operation_id and operation.type in BATCH_CREATE_TYPES:
+            return operation
+        raise OutcomeUnknownError(
+            f"POST {API_PATH}/task-suites answered success, but not with batch create operation {operation_id} "
+            f"({str(answer)[:200]}); Toloka acted on it: read the operation by its id before anything else",
+            provider=self.name,
+            operation_id=operation_id,
+        )
 
     def _check_type(self, operation: Operation) -> Operation:
         """An id shared with some other kind of operation is a collision, never our batch."""
@@ -282,7 +305,17 @@ class TolokaClient:
     def get_operation(self, operation_id: str) -> Operation | None:
         """The operation, or None if Toloka never accepted it (then it is safe to send)."""
         answer = self._get_or_none(f"/operations/{operation_id}")
-        return None if answer is None else Operation.from_json(answer, provider=self.name)
+        if answer is None:
+            return None
+        operation = Operation.read(answer)
+        if operation is None:  # it exists (Toloka answered 2xx), but what it says cannot be read
+            raise TransientProviderError(
+                f"could not read operation {operation_id}: GET {API_PATH}/operations/{operation_id} answered "
+                f"{str(answer)[:200]}",
+                provider=self.name,
+                operation_id=operation_id,
+            )
+        return operation
 
     def wait_operation(
         self,
@@ -376,8 +409,10 @@ class TolokaClient:
             answer = self.http.request_json("GET", "/task-suites", params=params, idempotent=True)
             items = answer.get("items") if isinstance(answer, dict) else None
             if not isinstance(items, list):
-                raise PermanentProviderError(
-                    f"GET /task-suites answered without items ({str(answer)[:200]})", provider=self.name
+                raise TransientProviderError(
+                    f"could not read the task suites of pool {pool_id}: GET {API_PATH}/task-suites answered without "
+                    f"items ({str(answer)[:200]})",
+                    provider=self.name,
                 )
             yield from items
             last = items[-1].get("id") if items and isinstance(items[-1], dict) else None

@@ -10,6 +10,9 @@ Spec grammar (comma-separated ``key=value`` items, whitespace ignored, empty spe
 
     STATUS=P            answer STATUS (400-599) instead of handling the request; nothing is created
     STATUS_after=P      handle the request (objects ARE created), then answer STATUS instead of the result
+                        STATUS may also be 200, 201 or 202: a success whose body is well-formed JSON of the wrong
+                        shape (the API's error shape: no operation, no task_id, no tasks list), e.g.
+                        ``202_after`` on a Toloka create, or ``200`` on a PerfTest task listing
     lost_ack=P          handle the request, then drop the connection in the middle of the answer
     malformed=P         handle the request, then send a 2xx answer whose JSON body is cut short
     at=N:KIND           a scripted fault on the N-th request in scope (1-based, counted since the faults were
@@ -35,7 +38,7 @@ from typing import Literal
 Api = Literal["toloka", "perftest"]
 APIS: tuple[Api, ...] = ("toloka", "perftest")
 INTERVALS = ("MIN", "HOUR", "DAY")
-_STATUS_KEY = re.compile(r"^([45]\d\d)(_after)?$")
+_STATUS_KEY = re.compile(r"^(20[0-2]|[45]\d\d)(_after)?$")
 
 
 class FaultSpecError(ValueError):

@@ -281,14 +281,29 @@ def test_same_named_task_made_by_someone_else_is_never_adopted(project: Callable
     with _perftest_client(proj) as client:
         foreign = client.create_task(body)
     proj.sandbox.set_faults("lost_ack=1.0,routes=perftest,methods=POST,seed=1")
-    interrupted = proj.apply()
+    # A create meeting a same-named task the state does not hold is refused (issue 11, item 5): nothing is sent,
+    # nothing adopted, and the refusal names the import that would adopt it if it were ours.
+    refused = proj.apply()
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"reconciler state import PerfTestTask/load-000 {foreign} <manifests>" in refused.stdout
+    assert "PerfTestTask/load-000" not in proj.recorded()
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 1
+    # A replacement still creates beside it, and recovering its lost answer adopts neither older task.
+    proj.sandbox.set_faults(None)
+    proj.sandbox.delete_object("perftest_tasks", foreign)  # its owner deletes it; now the create goes through
+    assert proj.apply().returncode == 0
+    first = proj.recorded()["PerfTestTask/load-000"].remote_id
+    with _perftest_client(proj) as client:
+        foreign = client.create_task(body)
+    proj.sandbox.set_faults("lost_ack=1.0,routes=perftest,methods=POST,seed=1")
+    interrupted = proj.apply("--replace", "PerfTestTask/load-000")
     proj.sandbox.set_faults(None)
     assert "did not create" in interrupted.stdout
     done = proj.apply() if interrupted.returncode else interrupted
     assert done.returncode == 0, done.stdout + done.stderr
     ours = proj.recorded()["PerfTestTask/load-000"].remote_id
-    assert ours != str(foreign)
-    assert len(proj.sandbox.objects()["perftest_tasks"]) == 2
+    assert ours not in (str(foreign), first)
+    assert len(proj.sandbox.objects()["perftest_tasks"]) == 3
 
 
 def _on_a_terminal(proj: Project, answer: str) -> tuple[int, str]:
