@@ -16,6 +16,7 @@ rendered exactly once, by ``reconciler.cli`` (one line each, exit status 1). Any
      +-- StateError
      |    +-- StateLockedError      another run holds the lock
      |    +-- StateVersionError     the state was written by a newer reconciler
+ |    +-- StateAbsentError      no state exists there yet (a command that only reads never creates one)
      |    +-- UnknownAddressError   no such resource in the state
      +-- ConfigError                a provider or credential setting is missing or wrong
      +-- ProviderError              a remote API answered badly (carries provider, address, operation id)
@@ -99,6 +100,10 @@ class StateLockedError(StateError):
 
 
 class StateVersionError(StateError):
+    pass
+
+
+class StateAbsentError(StateError):
     pass
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import signal
 import sys
@@ -27,10 +28,11 @@ from reconciler.cli.options import (
     opened,
     sandboxed,
 )
-from reconciler.errors import ApplyRefusedError, ManifestError
+from reconciler.errors import ApplyRefusedError, ManifestError, StalePlanError, StateAbsentError
 from reconciler.kinds import KINDS, json_schema
 from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
 from reconciler.render import ApplyReporter, Printer, plan_events, plural, render_plan, write_event
+from reconciler.state.absent import AbsentState, lineage_for_new_state
 from reconciler.state.base import StateStore
 from reconciler.state.lock import default_holder, held_lock
 
@@ -149,7 +151,13 @@ def plan(
             ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
     Nothing is sent.
     """
-    store = common.store()
+    store: StateStore
+    absent = None
+    try:
+        store = common.store(read_only=True)
+    except StateAbsentError:
+        absent = common.state_file() or Path(common.state or "")
+        store = AbsentState(absent, place=_place(common))
     try:
         result = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
     finally:
@@ -160,8 +168,12 @@ def plan(
     if as_json:
         for event in plan_events(result):
             write_event(sys.stdout, event)
+        if absent is not None:
+            click.echo(_no_state_yet(absent), err=True)  # beside the JSON lines, not among them
     else:
         render_plan(result, common.printer(), verbose=bool(common.verbose))
+        if absent is not None:
+            click.echo(f"\n{_no_state_yet(absent)}")
         if out is not None and refused is None:
             command = " ".join(filter(None, ("reconciler apply", shlex.quote(str(out)), common.selecting_options())))
             click.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: {command}")
@@ -275,10 +287,11 @@ def apply(
     printer = common.printer()
     with (
         sandboxed(common) as sandbox_target,
-        opened(common) as store,
+        opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
         held_lock(store, holder=default_holder(), operation="apply"),
     ):
         if from_file:
+            _refuse_plan_of_no_state(common, store, paths[0])
             the_plan = workflows.plan_to_apply(store, paths[0], workspace=common.effective_workspace)
         else:
             made = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
@@ -307,6 +320,56 @@ def apply(
         sys.exit(EXIT_INTERRUPTED)
     if not result.ok:
         sys.exit(1)
+
+
+def _no_state_yet(path: Path) -> str:
+    """Planning against no state is a first run, said in one line."""
+    return f"No state yet at {path}: planned against an empty state; apply creates it."
+
+
+def _planned_against(planfile: Path) -> tuple[str, int] | None:
+    """The lineage and serial a saved plan names, from its head (they come first), without parsing it all."""
+    try:
+        with planfile.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    lineage = re.search(rb'"lineage"\s*:\s*"([^"]+)"', head)
+    serial = re.search(rb'"serial"\s*:\s*(\d+)', head)
+    if lineage is None or serial is None:
+        return None
+    return lineage.group(1).decode(), int(serial.group(1))
+
+
+def _lineage_of_new_state(common: Common, planfile: Path) -> str | None:
+    """A plan saved against no state (serial 0) at this place names the lineage of the state its apply creates;
+    read only when there is no state yet."""
+    path = common.state_file()
+    if path is None or path.exists():
+        return None
+    planned = _planned_against(planfile)
+    if planned is None or planned[1] != 0:
+        return None
+    return lineage_for_new_state(planned[0], place=_place(common))
+
+
+def _refuse_plan_of_no_state(common: Common, store: StateStore, planfile: Path) -> None:
+    """A plan saved when there was no state here, applied once a state has been made here by another run: stale
+    (the state moved on), not "another state"."""
+    planned = _planned_against(planfile)
+    if planned is None or planned[1] != 0 or lineage_for_new_state(planned[0], place=_place(common)) is None:
+        return
+    meta = store.meta()
+    if meta.lineage != planned[0]:
+        raise StalePlanError(
+            f"{planfile} is stale: it was made when there was no state yet, and the state has been made since "
+            f"(serial {meta.serial}); make a new plan with `reconciler plan ... --out {planfile}`"
+        )
+
+
+def _place(common: Common) -> str:
+    """Where the state is, as the user named it: a plan saved against no state applies only there."""
+    return f"{common.state or ''}\0{common.effective_workspace}"
 
 
 def _confirm() -> None:

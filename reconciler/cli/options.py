@@ -32,7 +32,7 @@ from reconciler import workflows
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.manifest import DesiredState
 from reconciler.render import Printer
-from reconciler.state import open_store
+from reconciler.state import open_store, state_path
 from reconciler.state.base import StateStore
 
 if TYPE_CHECKING:
@@ -73,8 +73,22 @@ class Common:
         stream = sys.stderr if err else sys.stdout
         return Printer(stream, color=self.color and stream.isatty())
 
-    def store(self) -> StateStore:
-        return open_store(self.state, workspace=self.effective_workspace, root=Path.cwd())
+    def store(self, *, read_only: bool = False, lineage: str | None = None, replace_empty: bool = False) -> StateStore:
+        """The state store; ``read_only`` for commands that only read (a missing state: StateAbsentError)."""
+        return open_store(
+            self.state,
+            workspace=self.effective_workspace,
+            root=Path.cwd(),
+            read_only=read_only,
+            lineage=lineage,
+            replace_empty=replace_empty,
+        )
+
+    def state_file(self) -> Path | None:
+        """The SQLite file of the state, None for a database URL."""
+        if self.state is not None and self.state.startswith(("postgresql://", "postgres://")):
+            return None
+        return state_path(self.state, workspace=self.effective_workspace, root=Path.cwd())
 
     def selecting_options(self) -> str:
         """The options that pick this command's workspace and state again, for a command printed as a hint.
@@ -254,9 +268,12 @@ def _write_debug_log() -> str:
 
 
 @contextlib.contextmanager
-def opened(common: Common) -> Iterator[StateStore]:
-    """The state store of the command's workspace, closed when the command is done."""
-    store = common.store()
+def opened(
+    common: Common, *, read_only: bool = False, lineage: str | None = None, replace_empty: bool = False
+) -> Iterator[StateStore]:
+    """The state store of the command's workspace, closed when the command is done; ``read_only`` for a command
+    that only reads (it never creates the state, nor writes a byte of it)."""
+    store = common.store(read_only=read_only, lineage=lineage, replace_empty=replace_empty)
     try:
         yield store
     finally:

@@ -18,7 +18,8 @@ from reconciler.cli.options import (
     opened,
     sandboxed,
 )
-from reconciler.errors import UnknownAddressError
+from reconciler.errors import StateAbsentError, UnknownAddressError
+from reconciler.state import inspect_state_file
 from reconciler.state.lock import default_holder, held_lock
 
 
@@ -32,7 +33,9 @@ def state() -> None:
 @guarded
 def state_list(common: Common) -> None:
     """List every recorded resource: address, status, remote id."""
-    with opened(common) as store:
+    if _absent(common):
+        return
+    with opened(common, read_only=True) as store:
         for summary in sorted(store.summaries(), key=lambda s: s.address):
             click.echo(f"{summary.address}\t{summary.status.value}\t{summary.remote_id or '-'}")
 
@@ -43,7 +46,7 @@ def state_list(common: Common) -> None:
 @guarded
 def state_show(common: Common, address: str) -> None:
     """Show everything recorded about ADDRESS, as JSON."""
-    with opened(common) as store:
+    with opened(common, read_only=True) as store:
         record = store.get(address=address)
         if record is None:
             raise UnknownAddressError(f"{address}: not in the state (see `reconciler state list`)")
@@ -89,12 +92,65 @@ def state_forget(common: Common, address: str) -> None:
 @guarded
 def state_history(common: Common, address: str | None, limit: int) -> None:
     """The journal: every intent and outcome, oldest first (of the newest LIMIT)."""
-    with opened(common) as store:
+    if _absent(common):
+        return
+    with opened(common, read_only=True) as store:
         for entry in store.history(address=address, limit=limit):
             detail = json.dumps(entry.detail, ensure_ascii=False) if entry.detail else ""
             click.echo(
                 f"{entry.seq}\t{entry.at}\t{entry.event}\t{entry.address or '-'}\t{entry.operation_id or '-'}\t{detail}"
             )
+
+
+def _absent(common: Common) -> bool:
+    """Whether there is no state at all (said in one line on standard error): nothing is recorded, for sure."""
+    path = common.state_file()
+    if path is None or path.exists():
+        return False
+    try:
+        common.store(read_only=True).close()
+    except StateAbsentError:
+        click.echo(f"No state at {path}: nothing is recorded yet.", err=True)
+        return True
+    return False
+
+
+@state.command("pull")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@common_options(sandbox=SANDBOX_STATE_HELP)
+@guarded
+def state_pull(common: Common, file: Path) -> None:
+    """Write a consistent copy of the state to FILE (a backup, or to move it), without changing the state."""
+    with opened(common, read_only=True) as store:
+        meta = store.copy_to(path=file)
+    click.echo(f"Wrote the state (lineage {meta.lineage}, serial {meta.serial}) to {file}.")
+
+
+@state.command("push")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a state of another lineage, or go back to an older serial (what the state records now is lost).",
+)
+@common_options(sandbox=SANDBOX_STATE_HELP)
+@guarded
+def state_push(common: Common, file: Path, force: bool) -> None:
+    """Replace the state by FILE, a copy made by `state pull`, after checking it is a complete state of this
+    state's lineage and not older than it (an absent or empty state takes any)."""
+    inspect_state_file(file)  # refused before the state is opened, let alone created
+    with (
+        opened(common, replace_empty=True) as store,
+        held_lock(store, holder=default_holder(), operation="state push"),
+    ):
+        before, count, after = store.restore_from(path=file, force=force)
+    if before.lineage != after.lineage and (before.serial or count):
+        click.echo(
+            f"Replaced the state of lineage {before.lineage} (serial {before.serial}, {count} resource(s)), which "
+            f"is lost, by {file} (lineage {after.lineage}); serial now {after.serial}."
+        )
+    else:
+        click.echo(f"Restored the state from {file} (lineage {after.lineage}); serial now {after.serial}.")
 
 
 @state.command("unlock")

@@ -41,7 +41,9 @@ __all__ = [
     "Status",
     "default_holder",
     "held_lock",
+    "inspect_state_file",
     "open_store",
+    "state_path",
     "validate_workspace",
 ]
 
@@ -59,21 +61,45 @@ def validate_workspace(workspace: str) -> str:
     return workspace
 
 
-def open_store(location: str | None, *, workspace: str, root: Path) -> StateStore:
+def open_store(
+    location: str | None,
+    *,
+    workspace: str,
+    root: Path,
+    read_only: bool = False,
+    lineage: str | None = None,
+    replace_empty: bool = False,
+) -> StateStore:
     """``None``: ``root/state/<workspace>.db``; a PostgreSQL URL: that database; anything else: a SQLite file.
 
     A path that is an existing directory (or ends with a slash) holds one ``<workspace>.db`` per workspace;
     any other path is the state file itself, whatever the workspace.
+
+    ``read_only``: for commands that only read; nothing is created or written, and a missing state raises
+    ``StateAbsentError``. ``lineage``: the lineage a state created by this opening gets. ``replace_empty``: a
+    0-byte file counts as no state (``state push`` only).
     """
     validate_workspace(workspace)
-    if location is None:
-        return SqliteStateStore(root / "state" / f"{workspace}.db")
-    if location.startswith(POSTGRES_SCHEMES):
+    if location is not None and location.startswith(POSTGRES_SCHEMES):
         return _open_postgres(location, workspace=workspace)
+    path = state_path(location, workspace=workspace, root=root)
+    return SqliteStateStore(path, read_only=read_only, lineage=lineage, replace_empty=replace_empty)
+
+
+def state_path(location: str | None, *, workspace: str, root: Path) -> Path:
+    """The SQLite file a ``--state`` value (not a URL) names for ``workspace``."""
+    if location is None:
+        return root / "state" / f"{workspace}.db"
     path = Path(location).expanduser()
     if location.endswith(("/", "\\")) or path.is_dir():
         path = path / f"{workspace}.db"
-    return SqliteStateStore(path)
+    return path
+
+
+def inspect_state_file(path: Path) -> StateMeta:
+    """The meta of the state file at ``path``, checked as any state is when opened (read-only, nothing written)."""
+    with SqliteStateStore(path, read_only=True) as store:
+        return store.meta()
 
 
 def _open_postgres(url: str, *, workspace: str) -> StateStore:

@@ -62,10 +62,26 @@ Invariants:
   has taken it; it raises StateLockedError if someone has, StateError if it was broken and is free.
   ``release_lock`` of a lock no longer ours does nothing. ``force_unlock`` breaks the lock with that id
   (journalling ``lock_broken``), or raises StateError. Expiry is judged by the store's clock.
-- *Only a state is opened.* Opening an empty location creates a state (new lineage, serial 0). A location that
-  holds anything but a complete reconciler state is refused with StateError and left untouched; a state of a
-  newer format is refused with StateVersionError; an older format is upgraded in place, once, in one
-  transaction, keeping lineage, serial, resources, open intents and journal as they read before.
+- *Only a state is opened; unknown is not no.* A location that holds nothing (no file, no row, no schema) is
+  no state. A command that writes creates a state there (new lineage, or the one it is given; serial 0), and
+  the new state is complete and durable where a copy would find it (for SQLite: in the main file, not only its
+  -wal) before anything else sees it or is written to it. A command that only reads opens the state read-only,
+  never creates it (``StateAbsentError``; ``plan`` then plans against an empty state and says so) and never
+  changes a byte of it (nor merges a -wal into it). Anything else that is not a complete reconciler state is
+  refused with StateError saying what it is and what to do, and left untouched, never initialised over: an
+  empty (0-byte) file, a database of something else, a state without its lineage, serial or format, a copy
+  that lacks changes recorded elsewhere (a SQLite file copied without its -wal while a run was writing it). A
+  state of a newer format is refused with StateVersionError; an older format is upgraded in place, once, in
+  one transaction, keeping lineage, serial, resources, open intents and journal as they read before (read-only:
+  upgraded in a copy, the stored state untouched). A row that cannot be read as the format says (undecodable
+  JSON, an unknown status, a missing member) raises StateError "the state ... is damaged: ..." naming it.
+- *Copies.* ``copy_to`` writes one consistent snapshot of the state to a file (a SQLite state file, whatever
+  the backend). ``restore_from`` replaces the whole state by such a file, in one transaction, after checking it
+  as any state is checked when opened; it refuses (StateError, nothing changed) a file of another lineage or
+  an older serial, unless forced, except into an empty state (serial 0, nothing recorded). The caller holds
+  the lock, which the restored state keeps; the serial becomes one more than the larger of both, so no plan
+  made against either applies; the journal gets a ``pushed`` entry (``lineage``, ``serial``,
+  ``replaced_lineage``, ``replaced_serial``).
 - *Times* are UTC ISO 8601 text of fixed width with microseconds and a ``Z`` (``2026-01-02T03:04:05.000006Z``),
   so they sort as strings.
 """
@@ -75,6 +91,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 FORMAT_VERSION = 4
@@ -250,5 +267,12 @@ class StateStore(Protocol):
         """Break a lock by id (``state unlock``); raises StateError if no lock has that id."""
 
     def current_lock(self) -> LockInfo | None: ...
+
+    def copy_to(self, *, path: Path) -> StateMeta:
+        """Write a consistent copy of the state to the file ``path`` (replaced if it exists); returns its meta."""
+
+    def restore_from(self, *, path: Path, force: bool) -> tuple[StateMeta, int, StateMeta]:
+        """Replace the state by the state file at ``path`` (see *Copies*); returns the replaced state's meta and
+        resource count, and the meta now."""
 
     def close(self) -> None: ...

@@ -76,11 +76,13 @@ def test_directory_is_refused_as_a_state_file(tmp_path: Path) -> None:
         SqliteStateStore(tmp_path)
 
 
-def test_empty_file_becomes_a_new_state(tmp_path: Path) -> None:
+def test_empty_file_is_refused_and_left_empty(tmp_path: Path) -> None:
+    """Issue 11 item 4: a 0-byte file is not a new state (it was: initialised over, with a new lineage)."""
     path = tmp_path / "s.db"
     path.touch()
-    with SqliteStateStore(path) as store:
-        assert store.meta().serial == 0
+    with pytest.raises(StateError, match=r"s\.db is empty \(0 bytes\).*delete it.*state push"):
+        SqliteStateStore(path)
+    assert path.stat().st_size == 0
 
 
 def test_stores_opened_at_once_on_a_new_file_share_one_lineage(tmp_path: Path) -> None:

@@ -65,7 +65,10 @@ class Members:
         row = db.execute(f"SELECT {columns} FROM intent_members WHERE operation_id = ?", (operation_id,)).fetchone()
         if row is None:
             return None
-        return cls(orjson.loads(row[0]), None if row[1] is None else orjson.loads(row[1]))
+        try:
+            return cls(orjson.loads(row[0]), None if row[1] is None else orjson.loads(row[1]))
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"the members of intent {operation_id} are not JSON ({e})") from e
 
 
 class Resolver:
@@ -254,19 +257,29 @@ def intent_of_row(row: tuple[Any, ...]) -> Intent:
 
 def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
     status = _STATUS
-    for a, k, p, h, s, r, o, n in rows:
-        yield ResourceSummary(a, k, p, h, status[s], r, o, n)
+    try:
+        for a, k, p, h, s, r, o, n in rows:
+            yield ResourceSummary(a, k, p, h, status[s], r, o, n)
+    except KeyError:
+        raise ValueError(f"resource {a} has the unknown status {s!r}") from None
 
 
 def _record(row: tuple[Any, ...], *, spec: dict[str, Any] | None = None) -> ResourceRecord:
     """A row of ``_RECORD_COLUMNS`` that carries its own columns, or has them filled in with ``spec`` decoded."""
     address, kind, provider, spec_text, spec_hash, status, remote_id, operation_id, attempt, *rest = row
     error, created_at, updated_at, remote, refreshed_at, _ = rest
+    if status not in _STATUS:
+        raise ValueError(f"resource {address} has the unknown status {status!r}")
+    try:
+        decoded_spec = orjson.loads(spec_text) if spec is None else spec
+        decoded_remote = None if remote is None else orjson.loads(remote)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"resource {address}: its spec or remote view is not JSON ({e})") from e
     return ResourceRecord(
         address=address,
         kind=kind,
         provider=provider,
-        spec=orjson.loads(spec_text) if spec is None else spec,
+        spec=decoded_spec,
         spec_hash=spec_hash,
         status=_STATUS[status],
         remote_id=remote_id,
@@ -275,6 +288,6 @@ def _record(row: tuple[Any, ...], *, spec: dict[str, Any] | None = None) -> Reso
         error=error,
         created_at=created_at,
         updated_at=updated_at,
-        remote=None if remote is None else orjson.loads(remote),
+        remote=decoded_remote,
         refreshed_at=refreshed_at,
     )

@@ -35,9 +35,11 @@ mistake is refused instead of being written into.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,13 +47,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.encoding import dumps_text
-from reconciler.errors import StateError, StateVersionError
+from reconciler.errors import StateAbsentError, StateError, StateVersionError
 from reconciler.state.base import FORMAT_VERSION
 
-__all__ = ["BUSY_TIMEOUT", "connect", "immediate", "open_state_file", "utc_iso"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "WRITING",
+    "connect",
+    "connect_read_only",
+    "immediate",
+    "identify",
+    "open_state_file",
+    "utc_iso",
+    "wal_path",
+]
 
 APPLICATION_ID = 0x52434E4C  # "RCNL"
 BUSY_TIMEOUT = 15.0
+#: The ``meta`` key a store sets (to 1) with its first write and clears when it is closed, each time
+#: checkpointed into the file itself: a file that says it while no -wal holds any change is a copy taken without
+#: the -wal that holds its latest changes, not a state to plan against.
+WRITING = "writing"
 
 _INTENT_MEMBERS = (
     "CREATE TABLE intent_members (operation_id TEXT PRIMARY KEY, heads TEXT NOT NULL, specs TEXT NOT NULL)"
@@ -146,16 +162,39 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def open_state_file(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) a reconciler state file of the current format, refusing anything else before
-    writing to it."""
+def wal_path(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def open_state_file(
+    path: Path, *, read_only: bool = False, lineage: str | None = None, replace_empty: bool = False
+) -> sqlite3.Connection:
+    """Open a reconciler state file of the current format, refusing anything else before writing to it.
+
+    A missing file is created as a new state (with ``lineage``, else a new one), complete and durable before it
+    appears under its name; read-only, a missing file raises ``StateAbsentError`` and nothing is created. An
+    existing file is identified through a read-only connection first, so that a file that is refused is left
+    exactly as it was (a read-write connection would merge a -wal beside it into it when closed). Read-only,
+    the file and its -wal are never written; an older format is then upgraded in a copy in memory.
+    ``replace_empty`` (``state push`` only, which replaces the whole state anyway) takes a 0-byte file for none.
+    """
     if path.is_dir():
         raise StateError(f"{path} is a directory, not a state file")
+    if not path.exists():
+        if read_only:
+            raise StateAbsentError(f"there is no state at {path} yet")
+        _refuse_stray_wal(path)
+        _create_state(path, lineage=lineage)
+    elif replace_empty and _is_empty(path):
+        _create_state(path, lineage=lineage, replace=True)
+    version = _check_existing(path)
+    if read_only:
+        conn = connect_read_only(path)
+        if version < FORMAT_VERSION:
+            conn = _upgraded_in_memory(conn, path)
+        return conn
     try:
-        _create_private(path)
         conn = connect(path)
-    except OSError as e:
-        raise StateError(f"cannot create the state file {path}: {e.strerror}") from e
     except sqlite3.Error as e:
         raise StateError(f"cannot open the state file {path}: {e}") from e
     try:
@@ -166,32 +205,144 @@ def open_state_file(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _create_private(path: Path) -> None:
-    """The file exists, owner-only, before SQLite opens it (SQLite gives its -wal and -shm files the same
-    mode); the directory entry is fsynced, so a fresh state survives a power cut like its first commit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _refuse_stray_wal(path: Path) -> None:
+    """A -wal whose database is gone would be read into a new state made under the same name."""
+    wal = wal_path(path)
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StateError(
+            f"there is no state file {path}, but there is a {wal.name} beside where it would be: a state's latest "
+            f"changes without the state. Put the state file back beside it (or move {wal.name} away if it is not "
+            "this state's) and run again"
+        )
+
+
+def _check_existing(path: Path) -> int:
+    """The format version of the state file at ``path``, read through a read-only connection that writes
+    nothing; raises StateError for anything that is not a complete reconciler state."""
+    wal = wal_path(path)
+    if _is_empty(path):
+        raise StateError(
+            f"{path} is empty (0 bytes): it is not a reconciler state, and reconciler will not start a new state "
+            "over it. To start a new state on purpose, delete it and run again; to restore a copy saved with "
+            "`reconciler state pull`, use `reconciler state push FILE`"
+        )
+    conn = connect_read_only(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        version, writing = identify(conn, path)
+        if writing and not _has_frames(wal):
+            raise StateError(
+                f"{path} is incomplete: its latest changes were in {wal.name}, which is missing (a copy of the "
+                "state file taken without its -wal, or while a run was writing it). Restore the state together "
+                "with its -wal, or restore a copy saved with `reconciler state pull` by `reconciler state push "
+                "FILE`"
+            )
     finally:
-        os.close(dir_fd)
+        conn.close()
+    return version
+
+
+def _is_empty(path: Path) -> bool:
+    """A 0-byte file with no -wal that holds anything: nothing at all, not even a state of an older reconciler
+    whose changes are all still in its -wal."""
+    wal = wal_path(path)
+    return path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0)
+
+
+def _has_frames(wal: Path) -> bool:
+    """Whether a -wal holds any change: more than its 32-byte header."""
+    return wal.exists() and wal.stat().st_size > 32
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write the file or its -wal, nor checkpoint one into the other (SQLite may create
+    an empty -wal and the -shm index beside the file, which hold no state)."""
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as e:
+        raise StateError(f"cannot open the state file {path} to read it: {e}") from e
+    return conn
+
+
+def _upgraded_in_memory(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """An older format, read by a command that writes nothing: upgraded in a copy in memory, the file untouched."""
+    memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        conn.backup(memory)
+        _upgrade(memory)
+    except sqlite3.Error as e:
+        memory.close()
+        raise StateError(f"cannot read the state file {path}: {e}") from e
+    finally:
+        conn.close()
+    return memory
+
+
+def _create_state(path: Path, *, lineage: str | None, replace: bool = False) -> None:
+    """A new state, complete in its own file before it appears under its name: made under a temporary name
+    in the same directory, its WAL checkpointed into the file, then linked into place (which fails if the name
+    was taken meanwhile: another process made the state first, and that one is used). So no process ever sees
+    a half-made state, and a copy of the file alone always holds the lineage."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.new-{uuid.uuid4().hex[:12]}")
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except OSError as e:
+        raise StateError(f"cannot create the state file {path}: {e.strerror}") from e
+    try:
+        conn = connect(temporary)
+        try:
+            _use_wal(conn)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA fullfsync = ON")
+            conn.execute("PRAGMA checkpoint_fullfsync = ON")
+            _initialise(conn, lineage=lineage)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        _fsync(temporary)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        _fsync_directory(path.parent)
+    except sqlite3.Error as e:
+        raise StateError(f"cannot create the state file {path}: {e}") from e
+    except OSError as e:
+        raise StateError(f"cannot create the state file {path}: {e.strerror}") from e
+    finally:
+        for leftover in (temporary, wal_path(temporary), temporary.with_name(temporary.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        version = _identify(conn, path)
+        version, _ = identify(conn, path)
         _use_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA fullfsync = ON")
         conn.execute("PRAGMA checkpoint_fullfsync = ON")
-        if version is None:
-            _initialise(conn)
-        elif version < FORMAT_VERSION:
+        if version < FORMAT_VERSION:
             _upgrade(conn)
     except sqlite3.Error as e:
         raise StateError(f"cannot open the state file {path}: {e}") from e
@@ -211,12 +362,11 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def _identify(conn: sqlite3.Connection, path: Path) -> int | None:
-    """The state's format version, None for a new (empty) file; raises for anything that is not a state this
-    reconciler can read.
+def identify(conn: sqlite3.Connection, path: Path) -> tuple[int, bool]:
+    """The state's format version, and whether a run was writing it (``WRITING``) as last committed; raises
+    for anything that is not a complete state this reconciler can read.
 
-    Everything is read in one transaction, so a state another process is creating right now is seen either
-    empty or complete."""
+    Everything is read in one transaction, so it is one snapshot."""
     conn.execute("BEGIN")
     try:
         return _identify_snapshot(conn, path)
@@ -225,47 +375,57 @@ def _identify(conn: sqlite3.Connection, path: Path) -> int | None:
             conn.execute("ROLLBACK")
 
 
-def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> int | None:
+def _identify_snapshot(conn: sqlite3.Connection, path: Path) -> tuple[int, bool]:
     try:
         (app_id,) = conn.execute("PRAGMA application_id").fetchone()
         (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as e:
         raise StateError(f"{path} is not a reconciler state file (not an SQLite database: {e})") from e
     if app_id == 0 and tables == 0:
-        return None
+        raise StateError(
+            f"{path} is not a complete reconciler state: it is an SQLite database with nothing in it (perhaps a "
+            "copy of a state file taken without its -wal). Restore the state together with its -wal, or restore "
+            "a copy saved with `reconciler state pull` by `reconciler state push FILE`; to start a new state on "
+            "purpose, delete it"
+        )
     if app_id != APPLICATION_ID:
         raise StateError(f"{path} is not a reconciler state file (it is an SQLite database of something else)")
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as e:
-        raise StateError(f"{path} is a damaged reconciler state file: {e}") from e
-    if row is None or not isinstance(row[0], int):
-        raise StateError(f"{path} is a damaged reconciler state file: it records no format version")
-    if row[0] > FORMAT_VERSION:
+        raise StateError(f"the state {path} is damaged: {e}") from e
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise StateError(f"the state {path} is damaged: it records no format version")
+    if version > FORMAT_VERSION:
         raise StateVersionError(
-            f"{path} was written by a newer reconciler (state format {row[0]}; this one reads up to "
+            f"{path} was written by a newer reconciler (state format {version}; this one reads up to "
             f"{FORMAT_VERSION}); upgrade reconciler to use this state"
         )
-    return row[0]
+    lineage = meta.get("lineage")
+    if not isinstance(lineage, str) or not lineage:
+        raise StateError(f"the state {path} is damaged: it records no lineage")
+    if not isinstance(meta.get("serial"), int):
+        raise StateError(f"the state {path} is damaged: it records no serial")
+    return version, meta.get(WRITING) == 1
 
 
-def _initialise(conn: sqlite3.Connection) -> None:
-    """Idempotent under a race: whoever takes the write lock second finds the schema there and stops."""
+def _initialise(conn: sqlite3.Connection, *, lineage: str | None) -> None:
+    """A new file (nobody else has it yet) becomes a state of the current format, serial 0."""
     with immediate(conn):
-        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-            for statement in _SCHEMA.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("lineage", str(uuid.uuid4())),
-                    ("serial", 0),
-                    ("format_version", FORMAT_VERSION),
-                    ("created_at", utc_iso(time.time())),
-                ],
-            )
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        for statement in _SCHEMA.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("lineage", lineage or str(uuid.uuid4())),
+                ("serial", 0),
+                ("format_version", FORMAT_VERSION),
+                ("created_at", utc_iso(time.time())),
+            ],
+        )
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
 def _upgrade(conn: sqlite3.Connection) -> None:

@@ -8,6 +8,8 @@ that a call over thousands of addresses is a handful of statements, never one pe
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -33,7 +35,15 @@ from reconciler.state.base import (
     Status,
 )
 from reconciler.state.sqlite import journal, overlay
-from reconciler.state.sqlite.schema import BUSY_TIMEOUT, connect, immediate, open_state_file, utc_iso
+from reconciler.state.sqlite.schema import (
+    BUSY_TIMEOUT,
+    WRITING,
+    connect,
+    connect_read_only,
+    immediate,
+    open_state_file,
+    utc_iso,
+)
 
 __all__ = ["SqliteStateStore"]
 
@@ -75,6 +85,9 @@ _SEQ_AND_HEADS = "SELECT seq, heads FROM intents LEFT JOIN intent_members USING 
 
 _RESOLVE = "UPDATE intents SET resolved = 1, resolved_at = ? WHERE operation_id = ? AND resolved = 0"
 
+#: Set ``WRITING``; changes a row only if it was not set.
+_MARK = "INSERT INTO meta (key, value) VALUES (?, 1) ON CONFLICT (key) DO NOTHING"
+
 _INSERT_IMPORTED = (
     "INSERT INTO resources (address, kind, provider, spec_hash, status, remote_id, attempt, created_at, "
     "updated_at, spec) VALUES (?, ?, ?, ?, 'created', ?, 0, ?, ?, ?)"
@@ -84,14 +97,37 @@ _INSERT_IMPORTED = (
 class SqliteStateStore:
     """A ``StateStore`` in one SQLite file; safe to share between threads of one process.
 
-    ``clock`` returns epoch seconds; tests pass their own to control lock expiry and timestamps.
+    ``clock`` returns epoch seconds; tests pass their own to control lock expiry and timestamps. ``read_only``:
+    for commands that only read, which never create the file (StateAbsentError if there is none) nor write a
+    byte of it; every write method then raises StateError. ``lineage``: the lineage of the state if this opening
+    creates it (a plan saved against no state names the state its apply makes).
+
+    While a store writes, the file itself says so (``schema.WRITING``, checkpointed into it before the first
+    write and cleared on ``close``), so a copy of the file taken without the -wal that holds the latest changes
+    is refused instead of read as an older state.
+
+    Longer than this project's classes usually are, on purpose: it is the whole ``StateStore`` protocol, and each
+    method is a short transaction under one mutex and one write discipline (``_read``, ``_write``), its work in
+    ``schema``, ``overlay`` and ``journal``. Split across classes, a reader would hunt for those rules.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_only: bool = False,
+        lineage: str | None = None,
+        replace_empty: bool = False,
+    ) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._clock = clock
         self._mutex = threading.RLock()
-        self._conn = open_state_file(self.path)
+        self._conn = open_state_file(self.path, read_only=read_only, lineage=lineage, replace_empty=replace_empty)
+        self._in_memory = read_only and self._conn.execute("PRAGMA database_list").fetchone()[2] == ""
+        self._marked = False
+        self._wrote = False
 
     def __enter__(self) -> SqliteStateStore:
         return self
@@ -112,8 +148,13 @@ class SqliteStateStore:
     def summaries(self) -> Iterator[ResourceSummary]:
         """Streams from its own connection in one read transaction: a consistent snapshot that does not hold
         up writers, however slowly the caller consumes it."""
+        if self._in_memory:
+            with self._read() as db:
+                rows = list(overlay.read_summaries(db))
+            yield from rows
+            return
         try:
-            conn = connect(self.path)
+            conn = connect_read_only(self.path) if self.read_only else connect(self.path)
         except sqlite3.Error as e:
             raise self._error(e) from e
         try:
@@ -122,6 +163,8 @@ class SqliteStateStore:
             yield from overlay.read_summaries(conn)
         except sqlite3.Error as e:
             raise self._error(e) from e
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise self._damaged(e) from e
         finally:
             conn.close()
 
@@ -287,14 +330,115 @@ class SqliteStateStore:
             detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "since": row[3]}
             journal.append(db, at, None, journal.Entries.one("lock_broken", None, detail))
 
+    # copies
+
+    def copy_to(self, *, path: Path) -> StateMeta:
+        """Write a consistent copy of the state to ``path`` (SQLite's backup API), complete in that one file."""
+        meta = self.meta()
+        temporary = path.with_name(f".{path.name}.pull-{uuid.uuid4().hex[:12]}")
+        try:
+            with self._mutex:
+                dest = sqlite3.connect(temporary, isolation_level=None)
+                try:
+                    self._conn.backup(dest)
+                    dest.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
+                    dest.execute("PRAGMA journal_mode = DELETE")
+                finally:
+                    dest.close()
+            _fsync(temporary)
+            os.replace(temporary, path)
+        except sqlite3.Error as e:
+            raise StateError(f"cannot copy the state to {path}: {e}") from e
+        except OSError as e:
+            raise StateError(f"cannot write {path}: {e.strerror or e}") from e
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+        return meta
+
+    def restore_from(self, *, path: Path, force: bool) -> tuple[StateMeta, int, StateMeta]:
+        """Replace the whole state by the state file at ``path`` (checked as any state is when opened), in one
+        transaction; returns the state replaced (meta, resource count) and the state now.
+
+        Refused (StateError, nothing changed) if ``path`` holds another lineage or an older serial than this
+        state, unless ``force``; an empty state (serial 0, nothing recorded) takes any. The lock row of this
+        state is kept (the caller holds it), ``WRITING`` dropped, and the serial set past both, so that no plan
+        made against either state applies to the result; the journal gets a ``pushed`` entry."""
+        if self.read_only:
+            raise StateError(f"{self.path} was opened read-only; this command cannot change the state")
+        source = SqliteStateStore(path, read_only=True)
+        temporary = self.path.with_name(f".{self.path.name}.push-{uuid.uuid4().hex[:12]}")
+        try:
+            pushed = source.meta()
+            with self._mutex:
+                current = self.meta()
+                with self._read() as db:
+                    (count,) = db.execute("SELECT count(*) FROM resources").fetchone()
+                    (intents,) = db.execute("SELECT count(*) FROM intents").fetchone()
+                    lock_rows = db.execute("SELECT * FROM lock").fetchall()
+                empty = current.serial == 0 and count == 0 and intents == 0
+                _check_push(path, pushed, current, count, empty=empty, force=force)
+                serial = max(pushed.serial, current.serial) + 1
+                copy = sqlite3.connect(temporary, isolation_level=None)
+                try:
+                    with source._mutex:
+                        source._conn.backup(copy)
+                    with immediate(copy):
+                        copy.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
+                        copy.execute("UPDATE meta SET value = ? WHERE key = 'serial'", (serial,))
+                        copy.execute("DELETE FROM lock")
+                        copy.executemany("INSERT INTO lock VALUES (?, ?, ?, ?, ?, ?, ?)", lock_rows)
+                        detail = {
+                            "lineage": pushed.lineage,
+                            "serial": pushed.serial,
+                            "replaced_lineage": current.lineage,
+                            "replaced_serial": current.serial,
+                        }
+                        journal.append(copy, self._now(), None, journal.Entries.one("pushed", None, detail))
+                    copy.backup(self._conn)
+                finally:
+                    copy.close()
+                self._wrote = True
+                self._marked = False
+        except sqlite3.Error as e:
+            raise StateError(f"cannot restore the state from {path}: {e}") from e
+        finally:
+            source.close()
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    temporary.with_name(temporary.name + suffix).unlink()
+        return current, count, self.meta()
+
     def close(self) -> None:
+        """Closing a store opened for writing clears ``WRITING`` and checkpoints, so the file at rest is complete
+        alone. If that cannot be done now (a busy file), the file keeps saying it is being written: the safe side."""
         with self._mutex:
+            if not self.read_only:
+                with contextlib.suppress(sqlite3.Error):
+                    self._clear_writing()
+                self._wrote = False
             self._conn.close()
+
+    def _clear_writing(self) -> None:
+        """Also done by a store that did not write: closing the last connection checkpoints the -wal into the
+        file and deletes it, so ``WRITING`` left set (by a run that was killed) would read as a missing -wal. If
+        another store is still writing, its next write sets it again."""
+        if self._wrote or self._conn.execute("SELECT 1 FROM meta WHERE key = ?", (WRITING,)).fetchone():
+            with immediate(self._conn):
+                self._conn.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # plumbing
 
     def _now(self) -> str:
         return utc_iso(self._clock())
+
+    def _damaged(self, e: Exception) -> StateError:
+        """A row that cannot be read as the format says: undecodable JSON, an unknown status, a missing member."""
+        if isinstance(e, orjson.JSONDecodeError):
+            return StateError(f"the state {self.path} is damaged: a JSON column holds text that is not JSON ({e})")
+        detail = str(e) if isinstance(e, ValueError) else f"a row is not as its format says ({type(e).__name__}: {e})"
+        return StateError(f"the state {self.path} is damaged: {detail}")
 
     def _error(self, e: sqlite3.Error) -> StateError:
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
@@ -315,19 +459,67 @@ class SqliteStateStore:
                         db.execute("ROLLBACK")
             except sqlite3.Error as e:
                 raise self._error(e) from e
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                if isinstance(e, UnknownAddressError):
+                    raise
+                raise self._damaged(e) from e
 
     @contextmanager
     def _write(self, *, bump: bool) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; committing it is what makes the change durable."""
+        """One ``BEGIN IMMEDIATE`` transaction; committing it is what makes the change durable.
+
+        The first write of this store first puts ``WRITING`` in the file itself (its own transaction, then a
+        checkpoint); every write keeps it set, and if another store's ``close`` cleared it meanwhile, sets it and
+        checkpoints again."""
+        if self.read_only:
+            raise StateError(f"{self.path} was opened read-only; this command cannot change the state")
         with self._mutex:
             db = self._conn
             try:
+                if not self._marked:
+                    with immediate(db):
+                        db.execute(_MARK, (WRITING,))
+                    self._wrote = True
+                    self._checkpoint_mark()
                 with immediate(db):
                     yield db
                     if bump:
                         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'serial'")
+                    cleared = db.execute(_MARK, (WRITING,)).rowcount == 1
+                if cleared:
+                    self._checkpoint_mark()
             except sqlite3.Error as e:
                 raise self._error(e) from e
+
+    def _checkpoint_mark(self) -> None:
+        """Copy the WAL into the file, so the file alone says ``WRITING``; if a reader holds part of it back,
+        try again after the next write."""
+        _, log, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self._marked = log == done
+
+
+def _check_push(path: Path, pushed: StateMeta, current: StateMeta, count: int, *, empty: bool, force: bool) -> None:
+    if empty:
+        return
+    if pushed.lineage != current.lineage and not force:
+        raise StateError(
+            f"{path} is another state (lineage {pushed.lineage}) than this one (lineage {current.lineage}, serial "
+            f"{current.serial}, {count} resource(s)); pushing it would lose everything this state records. Pass "
+            "--force to replace it anyway"
+        )
+    if pushed.lineage == current.lineage and pushed.serial < current.serial and not force:
+        raise StateError(
+            f"{path} is older than this state (serial {pushed.serial}, and this state is at serial "
+            f"{current.serial}); pushing it would forget what was recorded since. Pass --force to go back anyway"
+        )
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
