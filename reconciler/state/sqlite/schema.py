@@ -55,6 +55,7 @@ __all__ = [
     "WRITING",
     "connect",
     "connect_read_only",
+    "fsync",
     "immediate",
     "identify",
     "open_state_file",
@@ -302,7 +303,7 @@ def _create_state(path: Path, *, lineage: str | None, replace: bool = False) -> 
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
-        _fsync(temporary)
+        fsync(temporary)
         if replace:
             os.replace(temporary, path)
         else:
@@ -319,7 +320,8 @@ def _create_state(path: Path, *, lineage: str | None, replace: bool = False) -> 
                 leftover.unlink()
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Make a file's contents durable before it is linked or renamed into place."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

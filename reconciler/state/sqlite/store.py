@@ -9,7 +9,6 @@ that a call over thousands of addresses is a handful of statements, never one pe
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -34,7 +33,7 @@ from reconciler.state.base import (
     StateMeta,
     Status,
 )
-from reconciler.state.sqlite import journal, overlay
+from reconciler.state.sqlite import copies, journal, overlay
 from reconciler.state.sqlite.schema import (
     BUSY_TIMEOUT,
     WRITING,
@@ -330,84 +329,15 @@ class SqliteStateStore:
             detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "since": row[3]}
             journal.append(db, at, None, journal.Entries.one("lock_broken", None, detail))
 
-    # copies
+    # copies (the work is in ``copies``)
 
     def copy_to(self, *, path: Path) -> StateMeta:
         """Write a consistent copy of the state to ``path`` (SQLite's backup API), complete in that one file."""
-        meta = self.meta()
-        temporary = path.with_name(f".{path.name}.pull-{uuid.uuid4().hex[:12]}")
-        try:
-            with self._mutex:
-                dest = sqlite3.connect(temporary, isolation_level=None)
-                try:
-                    self._conn.backup(dest)
-                    dest.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
-                    dest.execute("PRAGMA journal_mode = DELETE")
-                finally:
-                    dest.close()
-            _fsync(temporary)
-            os.replace(temporary, path)
-        except sqlite3.Error as e:
-            raise StateError(f"cannot copy the state to {path}: {e}") from e
-        except OSError as e:
-            raise StateError(f"cannot write {path}: {e.strerror or e}") from e
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-        return meta
+        return copies.copy_to(self, path)
 
     def restore_from(self, *, path: Path, force: bool) -> tuple[StateMeta, int, StateMeta]:
-        """Replace the whole state by the state file at ``path`` (checked as any state is when opened), in one
-        transaction; returns the state replaced (meta, resource count) and the state now.
-
-        Refused (StateError, nothing changed) if ``path`` holds another lineage or an older serial than this
-        state, unless ``force``; an empty state (serial 0, nothing recorded) takes any. The lock row of this
-        state is kept (the caller holds it), ``WRITING`` dropped, and the serial set past both, so that no plan
-        made against either state applies to the result; the journal gets a ``pushed`` entry."""
-        if self.read_only:
-            raise StateError(f"{self.path} was opened read-only; this command cannot change the state")
-        source = SqliteStateStore(path, read_only=True)
-        temporary = self.path.with_name(f".{self.path.name}.push-{uuid.uuid4().hex[:12]}")
-        try:
-            pushed = source.meta()
-            with self._mutex:
-                current = self.meta()
-                with self._read() as db:
-                    (count,) = db.execute("SELECT count(*) FROM resources").fetchone()
-                    (intents,) = db.execute("SELECT count(*) FROM intents").fetchone()
-                    lock_rows = db.execute("SELECT * FROM lock").fetchall()
-                empty = current.serial == 0 and count == 0 and intents == 0
-                _check_push(path, pushed, current, count, empty=empty, force=force)
-                serial = max(pushed.serial, current.serial) + 1
-                copy = sqlite3.connect(temporary, isolation_level=None)
-                try:
-                    with source._mutex:
-                        source._conn.backup(copy)
-                    with immediate(copy):
-                        copy.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
-                        copy.execute("UPDATE meta SET value = ? WHERE key = 'serial'", (serial,))
-                        copy.execute("DELETE FROM lock")
-                        copy.executemany("INSERT INTO lock VALUES (?, ?, ?, ?, ?, ?, ?)", lock_rows)
-                        detail = {
-                            "lineage": pushed.lineage,
-                            "serial": pushed.serial,
-                            "replaced_lineage": current.lineage,
-                            "replaced_serial": current.serial,
-                        }
-                        journal.append(copy, self._now(), None, journal.Entries.one("pushed", None, detail))
-                    copy.backup(self._conn)
-                finally:
-                    copy.close()
-                self._wrote = True
-                self._marked = False
-        except sqlite3.Error as e:
-            raise StateError(f"cannot restore the state from {path}: {e}") from e
-        finally:
-            source.close()
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.with_name(temporary.name + suffix).unlink()
-        return current, count, self.meta()
+        """Replace the whole state by the state file at ``path``; see ``copies.restore_from``."""
+        return copies.restore_from(self, path, force=force)
 
     def close(self) -> None:
         """Closing a store opened for writing clears ``WRITING`` and checkpoints, so the file at rest is complete
@@ -496,30 +426,6 @@ class SqliteStateStore:
         try again after the next write."""
         _, log, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self._marked = log == done
-
-
-def _check_push(path: Path, pushed: StateMeta, current: StateMeta, count: int, *, empty: bool, force: bool) -> None:
-    if empty:
-        return
-    if pushed.lineage != current.lineage and not force:
-        raise StateError(
-            f"{path} is another state (lineage {pushed.lineage}) than this one (lineage {current.lineage}, serial "
-            f"{current.serial}, {count} resource(s)); pushing it would lose everything this state records. Pass "
-            "--force to replace it anyway"
-        )
-    if pushed.lineage == current.lineage and pushed.serial < current.serial and not force:
-        raise StateError(
-            f"{path} is older than this state (serial {pushed.serial}, and this state is at serial "
-            f"{current.serial}); pushing it would forget what was recorded since. Pass --force to go back anyway"
-        )
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
