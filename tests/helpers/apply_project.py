@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -71,6 +72,30 @@ class Project:
         path = self.manifests / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def make_project(
+    root: Path, sandbox: Any, *, tasks: int = 6, rows: int = 40, batch_size: int = 10, rate_limit: float = 250
+) -> Project:
+    """A project under ``root`` with ``tasks`` PerfTest tasks and a TaskSuiteSet of ``rows`` rows, its providers
+    pointing at ``sandbox`` with the sandbox's credentials in the environment."""
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "TEST_CPTS_AK": sandbox.access_key,
+        "TEST_CPTS_SK": sandbox.secret_key,
+        "TEST_TOLOKA_KEY": sandbox.toloka_token,
+    }
+    env.pop("RECONCILER_FAILPOINT", None)
+    proj = Project(root=root, sandbox=sandbox, env=env)
+    proj.write("providers.yaml", providers_yaml(sandbox, batch_size=batch_size, rate_limit=rate_limit))
+    if tasks:
+        proj.write("perftest/tasks.yaml", tasks_yaml(tasks))
+    if rows:
+        manifest, data = suite_set_yaml(rows)
+        proj.write("toloka/reviews.yaml", manifest)
+        proj.write("toloka/data/reviews.jsonl", data)
+    return proj
 
 
 def providers_yaml(sandbox: Any, *, batch_size: int = 5000, rate_limit: float = 250) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.apply_project import Project, providers_yaml, suite_set_yaml, tasks_yaml
+from helpers.apply_project import Project, make_project
 
 from reconciler.state import SqliteStateStore
 
@@ -49,21 +49,7 @@ def run(tmp_path: Path) -> Run:
 
 @pytest.fixture
 def project(tmp_path: Path, sandbox: Any) -> Project:
-    env = {
-        **os.environ,
-        "NO_COLOR": "1",
-        "TEST_CPTS_AK": sandbox.access_key,
-        "TEST_CPTS_SK": sandbox.secret_key,
-        "TEST_TOLOKA_KEY": sandbox.toloka_token,
-    }
-    env.pop("RECONCILER_FAILPOINT", None)
-    proj = Project(root=tmp_path, sandbox=sandbox, env=env)
-    proj.write("providers.yaml", providers_yaml(sandbox, batch_size=5))
-    proj.write("perftest/tasks.yaml", tasks_yaml(3))
-    manifest, data = suite_set_yaml(12)
-    proj.write("toloka/reviews.yaml", manifest)
-    proj.write("toloka/data/reviews.jsonl", data)
-    return proj
+    return make_project(tmp_path, sandbox, tasks=3, rows=12, batch_size=5)
 
 
 def _files(db: Path) -> dict[str, tuple[bytes, int] | None]:
