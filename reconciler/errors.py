@@ -88,14 +88,20 @@ class StateError(ReconcilerError):
 
 
 class StateLockedError(StateError):
-    def __init__(self, *, lock_id: str, holder: str, operation: str, since: str) -> None:
+    def __init__(
+        self, *, lock_id: str, holder: str, operation: str, since: str, waited: float | None = None
+    ) -> None:
         self.lock_id = lock_id
         self.holder = holder
         self.operation = operation
         self.since = since
+        if waited is None:
+            what = "wait for it to finish (or let this command wait: --lock-timeout 5m)"
+        else:
+            what = f"waited {waited:g}s for it; wait longer (--lock-timeout)"
         super().__init__(
-            f"the state is locked by {holder} ({operation}, since {since}, lock id {lock_id}); wait for it to "
-            f"finish, or if that run is dead and its lock has not expired, run `reconciler state unlock {lock_id}`"
+            f"the state is locked by {holder} ({operation}, since {since}, lock id {lock_id}); {what}, or if that "
+            f"run is dead and its lock has not expired, run `reconciler state unlock {lock_id}`"
         )
 
 
@@ -109,6 +115,15 @@ class StateAbsentError(StateError):
 
 class UnknownAddressError(StateError):
     pass
+
+
+class LeaseLostError(StateError):
+    """This run may no longer hold the state lock, so it sends and records nothing more.
+
+    Raised before a send when the lease was not renewed in time (the process was suspended, or the state could
+    not be reached), and by the store when a write carries the fencing generation of a lock since taken over.
+    What the run left open is resolved by the next apply, whoever runs it.
+    """
 
 
 class ConfigError(ReconcilerError):

@@ -158,10 +158,11 @@ def apply_plan(
     on_event: Callable[[ApplyEvent], None],
     stop: threading.Event,
     each_created: bool,
+    guard: Callable[[], None] | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> ApplyResult:
     """Build the clients of the providers the plan needs (credentials are read here, and only here), and run
-    the plan through them."""
+    the plan through them. ``guard`` runs before every call that may create something (the lease's check)."""
     from reconciler.applier import Applier
     from reconciler.providers import build_clients
 
@@ -177,6 +178,7 @@ def apply_plan(
                 on_event=on_event,
                 stop=stop,
                 each_created=each_created,
+                guard=guard,
             )
             return applier.run(plan)
     finally:

@@ -57,8 +57,10 @@ class Applier:
     """Applies plans to one state through one client per provider name.
 
     ``each_created`` False reports the addresses a call created as one ``created`` event (no address, its
-    ``size`` the count): what a progress bar needs, without 100,000 events nobody reads. ``options`` go to
-    the provider modules (e.g. ``perftest_settle``, ``max_batch_input_bytes``, ``sleep``).
+    ``size`` the count): what a progress bar needs, without 100,000 events nobody reads. ``guard`` is called
+    on the worker immediately before each call runs, and a call it raises for is not sent (the state lock's
+    lease check: see ``reconciler.state.lock``). ``options`` go to the provider modules (e.g.
+    ``perftest_settle``, ``max_batch_input_bytes``, ``sleep``).
     """
 
     def __init__(
@@ -71,9 +73,11 @@ class Applier:
         on_event: Callable[[ApplyEvent], None] | None = None,
         stop: threading.Event | None = None,
         each_created: bool = True,
+        guard: Callable[[], None] | None = None,
         **options: object,
     ) -> None:
         self.store = store
+        self._guard = guard
         self.parallelism = max(1, parallelism)
         self.stop = stop or threading.Event()
         self.each_created = each_created
@@ -140,29 +144,37 @@ class Applier:
                         continue
                     # One settlement taken per intent recorded, so the workers always have the next call.
                     if in_flight >= self.parallelism or not done.empty():
-                        self._settle(*done.get())
-                        in_flight -= 1
+                        settled = done.get()
+                        in_flight -= 1  # before settling: a settlement that raises is no longer in flight
+                        self._settle(*settled)
                     if self.stop.is_set():
                         self._result.skipped += call.size + sum(c.size for c in pending if isinstance(c, Call))
                         break
                     self._record_intent(call)
-                    future = pool.submit(call.run)
+                    future = pool.submit(self._guarded, call)
                     future.add_done_callback(functools.partial(_deliver, done, call))
                     in_flight += 1
             except BaseException as err:
                 self.stop.set()
                 failure = err
             while in_flight:
+                settled = done.get()
+                in_flight -= 1
                 try:
-                    self._settle(*done.get())
+                    self._settle(*settled)
                 except KeyboardInterrupt:
                     raise  # a second Ctrl-C: quit now; the open intents are resolved by the next run
                 except BaseException as err:
                     self.stop.set()
                     failure = failure or err
-                in_flight -= 1
         if failure is not None:
             raise failure
+
+    def _guarded(self, call: Call) -> Settlement:
+        failpoints.hit("before_send")
+        if self._guard is not None:
+            self._guard()
+        return call.run()
 
     def _record_intent(self, call: Call) -> None:
         if call.resources is None:

@@ -10,13 +10,14 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import workflows
+from reconciler.cli.locking import lock_timeout_option, locked
 from reconciler.cli.options import (
     EXIT_INTERRUPTED,
     PATHS_HELP,
@@ -34,7 +35,6 @@ from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
 from reconciler.render import ApplyReporter, Printer, plan_events, plural, render_plan, write_event
 from reconciler.state.absent import AbsentState, lineage_for_new_state
 from reconciler.state.base import StateStore
-from reconciler.state.lock import default_holder, held_lock
 
 if TYPE_CHECKING:
     from reconciler.applier import ApplyResult
@@ -261,6 +261,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Apply only this address (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: the plan, every outcome, a summary.")
+@lock_timeout_option
 @common_options(sandbox=SANDBOX_HELP)
 @guarded
 def apply(
@@ -271,6 +272,7 @@ def apply(
     replace: tuple[str, ...],
     targets: tuple[str, ...],
     as_json: bool,
+    lock_timeout: float,
 ) -> None:
     """Create what the manifests (or a saved PLANFILE) say is missing, exactly once.
 
@@ -288,7 +290,7 @@ def apply(
     with (
         sandboxed(common) as sandbox_target,
         opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
-        held_lock(store, holder=default_holder(), operation="apply"),
+        locked(store, operation="apply", lock_timeout=lock_timeout) as lease,
     ):
         if from_file:
             _refuse_plan_of_no_state(common, store, paths[0])
@@ -315,6 +317,7 @@ def apply(
             as_json=as_json,
             parallelism=parallelism,
             verbose=bool(common.verbose),
+            guard=lease.check,
         )
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
@@ -395,6 +398,7 @@ def _run_applier(
     as_json: bool,
     parallelism: int,
     verbose: bool,
+    guard: Callable[[], None],
 ) -> ApplyResult:
     stop = threading.Event()
     reporter = ApplyReporter(printer, as_json=as_json, total=len(the_plan.applied()), verbose=verbose)
@@ -407,6 +411,7 @@ def _run_applier(
             on_event=reporter.event,
             stop=stop,
             each_created=as_json or reporter.total <= ApplyReporter.PER_RESOURCE_LINES_UP_TO,
+            guard=guard,
         )
     reporter.summary(result)
     return result

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from reconciler import workflows
+from reconciler.cli.locking import lock_timeout_option, locked
 from reconciler.cli.options import (
     PATHS_HELP,
     SANDBOX_STATE_HELP,
@@ -20,7 +21,6 @@ from reconciler.cli.options import (
 )
 from reconciler.errors import StateAbsentError, UnknownAddressError
 from reconciler.state import inspect_state_file
-from reconciler.state.lock import default_holder, held_lock
 
 
 @click.group()
@@ -76,11 +76,12 @@ def state_show(common: Common, address: str) -> None:
 
 @state.command("forget")
 @click.argument("address")
+@lock_timeout_option
 @common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
-def state_forget(common: Common, address: str) -> None:
+def state_forget(common: Common, address: str, lock_timeout: float) -> None:
     """Drop ADDRESS from the state. The remote object stays (neither API can delete)."""
-    with opened(common) as store, held_lock(store, holder=default_holder(), operation="state forget"):
+    with opened(common) as store, locked(store, operation="state forget", lock_timeout=lock_timeout):
         store.forget(address=address)
     click.echo(f"Forgot {address}; the remote object is untouched.")
 
@@ -133,15 +134,16 @@ def state_pull(common: Common, file: Path) -> None:
     is_flag=True,
     help="Replace a state of another lineage, or go back to an older serial (what the state records now is lost).",
 )
+@lock_timeout_option
 @common_options(sandbox=SANDBOX_STATE_HELP)
 @guarded
-def state_push(common: Common, file: Path, force: bool) -> None:
+def state_push(common: Common, file: Path, force: bool, lock_timeout: float) -> None:
     """Replace the state by FILE, a copy made by `state pull`, after checking it is a complete state of this
     state's lineage and not older than it (an absent or empty state takes any)."""
     inspect_state_file(file)  # refused before the state is opened, let alone created
     with (
         opened(common, replace_empty=True) as store,
-        held_lock(store, holder=default_holder(), operation="state push"),
+        locked(store, operation="state push", lock_timeout=lock_timeout),
     ):
         before, count, after = store.restore_from(path=file, force=force)
     if before.lineage != after.lineage and (before.serial or count):
@@ -172,8 +174,9 @@ def state_unlock(common: Common, lock_id: str) -> None:
     sandbox="Import from the embedded emulator (started for this command) into the workspace 'sandbox', where "
     "`apply --sandbox` records."
 )
+@lock_timeout_option
 @guarded
-def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path, ...]) -> None:
+def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path, ...], lock_timeout: float) -> None:
     """Record that ADDRESS (declared in the manifests at PATHS) is the existing remote object REMOTE_ID.
 
     REMOTE_ID is read from the API first (with the provider's credentials, as apply reads them), and refused if
@@ -185,7 +188,7 @@ def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path
     with (
         sandboxed(common) as sandbox_target,
         opened(common) as store,
-        held_lock(store, holder=default_holder(), operation="state import"),
+        locked(store, operation="state import", lock_timeout=lock_timeout),
     ):
         workflows.import_resource(
             store, desired, address=address, remote_id=remote_id, paths=paths, sandbox=sandbox_target

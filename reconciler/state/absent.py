@@ -74,6 +74,9 @@ class AbsentState:
     def current_lock(self) -> LockInfo | None:
         return None
 
+    def fence(self, *, generation: int | None) -> None:
+        pass
+
     def copy_to(self, *, path: Path) -> StateMeta:
         raise self._refused()
 

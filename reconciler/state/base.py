@@ -56,12 +56,18 @@ Invariants:
   ``since``. ``record_intent`` journals an ``intent`` entry per address, in the order given, then a
   ``replaced`` entry per address replacing an object; ``record_outcomes`` an entry per outcome, in the order
   given, then ``resolved`` if it resolves. Entries of one write share its time and operation id.
-- *Lock.* A lease, advisory: writes do not check it (``held_lock`` in ``reconciler.state.lock`` holds it for
-  a run). ``acquire_lock`` takes a free or expired lock (journalling ``lock_taken_over`` for an expired one)
-  or raises StateLockedError naming the holder. ``renew_lock`` extends our lock, even lapsed, while nobody
-  has taken it; it raises StateLockedError if someone has, StateError if it was broken and is free.
-  ``release_lock`` of a lock no longer ours does nothing. ``force_unlock`` breaks the lock with that id
-  (journalling ``lock_broken``), or raises StateError. Expiry is judged by the store's clock.
+- *Lock.* A lease (``held_lock`` in ``reconciler.state.lock`` holds it for a run). ``acquire_lock`` takes a
+  free or expired lock (journalling ``lock_taken_over`` for an expired one) or raises StateLockedError naming
+  the holder. ``renew_lock`` extends our lock, even lapsed, while nobody has taken it; it raises
+  StateLockedError if someone has, StateError if it was broken and is free. ``release_lock`` of a lock no
+  longer ours does nothing. ``force_unlock`` breaks the lock with that id (journalling ``lock_broken``), or
+  raises StateError. Expiry is judged by the store's clock.
+- *Fencing.* The state keeps a lock generation: ``acquire_lock`` and ``force_unlock`` each raise it by one,
+  in their own transaction, and ``acquire_lock`` returns it (``LockInfo.generation``; ``current_lock`` shows the
+  current one). After ``fence(generation=g)``, every write of that store object (the lock's own methods
+  excepted) first checks, inside its transaction, that the generation is still ``g``, and otherwise raises
+  LeaseLostError and changes nothing: a holder suspended past its TTL, whose lock another run has taken
+  since, can record nothing when it wakes. ``fence(generation=None)`` lifts the check.
 - *Only a state is opened; unknown is not no.* A location that holds nothing (no file, no row, no schema) is
   no state. A command that writes creates a state there (new lineage, or the one it is given; serial 0), and
   the new state is complete and durable where a copy would find it (for SQLite: in the main file, not only its
@@ -205,6 +211,7 @@ class LockInfo:
     operation: str
     started_at: str
     expires_at: str
+    generation: int = 0
 
 
 class StateStore(Protocol):
@@ -267,6 +274,9 @@ class StateStore(Protocol):
         """Break a lock by id (``state unlock``); raises StateError if no lock has that id."""
 
     def current_lock(self) -> LockInfo | None: ...
+
+    def fence(self, *, generation: int | None) -> None:
+        """Refuse this object's later writes (LeaseLostError) unless the lock generation is still ``generation``."""
 
     def copy_to(self, *, path: Path) -> StateMeta:
         """Write a consistent copy of the state to the file ``path`` (replaced if it exists); returns its meta."""

@@ -23,6 +23,9 @@ class Backend(Protocol):
 
     def open(self) -> StateStore: ...
 
+    def open_other(self, where: Path) -> StateStore:
+        """A handle on another, new state of this backend (``where`` is a fresh folder it may use)."""
+
     def set_format_version(self, version: int) -> None:
         """Make the state look as if a newer reconciler wrote it."""
 
@@ -42,6 +45,11 @@ class SqliteBackend:
 
     def open(self) -> StateStore:
         store = SqliteStateStore(self.path)
+        self._opened.append(store)
+        return store
+
+    def open_other(self, where: Path) -> StateStore:
+        store = SqliteStateStore(where / "default.db")
         self._opened.append(store)
         return store
 

@@ -180,7 +180,7 @@ def test_lock_of_a_dead_process_on_this_machine_is_taken_over(
 ) -> None:
     dead = store.acquire_lock(holder=_holder_on(socket.gethostname(), dead_pid), operation="apply", ttl=3600)
     with held_lock(backend.open(), holder=default_holder(), operation="apply") as lock:
-        assert store.current_lock() == lock
+        assert store.current_lock() == lock.info
     [broken] = [e for e in store.history() if e.event == "lock_broken"]
     assert broken.detail["lock_id"] == dead.lock_id
 

@@ -55,8 +55,9 @@ def restore_from(store: SqliteStateStore, path: Path, *, force: bool) -> tuple[S
 
     Refused (StateError, nothing changed) if ``path`` holds another lineage or an older serial than this
     state, unless ``force``; an empty state (serial 0, nothing recorded) takes any. The lock row of this
-    state is kept (the caller holds it), ``WRITING`` dropped, and the serial set past both, so that no plan
-    made against either state applies to the result; the journal gets a ``pushed`` entry."""
+    state is kept with its fencing generation (the caller holds it), ``WRITING`` dropped, and the serial set
+    past both, so that no plan made against either state applies to the result; the journal gets a ``pushed``
+    entry."""
     if store.read_only:
         raise StateError(f"{store.path} was opened read-only; this command cannot change the state")
     source = type(store)(path, read_only=True)
@@ -69,6 +70,9 @@ def restore_from(store: SqliteStateStore, path: Path, *, force: bool) -> tuple[S
                 (count,) = db.execute("SELECT count(*) FROM resources").fetchone()
                 (intents,) = db.execute("SELECT count(*) FROM intents").fetchone()
                 lock_rows = db.execute("SELECT * FROM lock").fetchall()
+                generation = db.execute("SELECT value FROM meta WHERE key = 'lock_generation'").fetchone()
+                if store._fence is not None:
+                    store._check_fence(db, store._fence)
             empty = current.serial == 0 and count == 0 and intents == 0
             _check_push(path, pushed, current, count, empty=empty, force=force)
             serial = max(pushed.serial, current.serial) + 1
@@ -81,6 +85,9 @@ def restore_from(store: SqliteStateStore, path: Path, *, force: bool) -> tuple[S
                     copy.execute("UPDATE meta SET value = ? WHERE key = 'serial'", (serial,))
                     copy.execute("DELETE FROM lock")
                     copy.executemany("INSERT INTO lock VALUES (?, ?, ?, ?, ?, ?, ?)", lock_rows)
+                    copy.execute("DELETE FROM meta WHERE key = 'lock_generation'")
+                    if generation is not None:
+                        copy.execute("INSERT INTO meta (key, value) VALUES ('lock_generation', ?)", generation)
                     detail = {
                         "lineage": pushed.lineage,
                         "serial": pushed.serial,

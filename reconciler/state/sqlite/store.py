@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from reconciler.encoding import dumps_text
-from reconciler.errors import StateError, StateLockedError, UnknownAddressError
+from reconciler.errors import LeaseLostError, StateError, StateLockedError, UnknownAddressError
 from reconciler.state.base import (
     Intent,
     JournalEntry,
@@ -127,6 +127,7 @@ class SqliteStateStore:
         self._in_memory = read_only and self._conn.execute("PRAGMA database_list").fetchone()[2] == ""
         self._marked = False
         self._wrote = False
+        self._fence: int | None = None
 
     def __enter__(self) -> SqliteStateStore:
         return self
@@ -188,7 +189,10 @@ class SqliteStateStore:
     def current_lock(self) -> LockInfo | None:
         with self._read() as db:
             row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
-        return None if row is None else LockInfo(*row)
+            return None if row is None else LockInfo(row[0], row[1], row[2], row[3], row[4], _generation(db))
+
+    def fence(self, *, generation: int | None) -> None:
+        self._fence = generation
 
     # writes that bump the serial
 
@@ -283,11 +287,12 @@ class SqliteStateStore:
 
     def acquire_lock(self, *, holder: str, operation: str, ttl: float) -> LockInfo:
         now = self._clock()
-        info = LockInfo(str(uuid.uuid4()), holder, operation, utc_iso(now), utc_iso(now + ttl))
-        with self._write(bump=False) as db:
+        lock_id = str(uuid.uuid4())
+        with self._write(bump=False, fenced=False) as db:
             row = db.execute(f"SELECT {_LOCK_COLUMNS}, expires FROM lock").fetchone()
             if row is not None and row[5] > now:
                 raise StateLockedError(lock_id=row[0], holder=row[1], operation=row[2], since=row[3])
+            info = LockInfo(lock_id, holder, operation, utc_iso(now), utc_iso(now + ttl), _next_generation(db))
             db.execute(
                 "INSERT OR REPLACE INTO lock (id, lock_id, holder, operation, started_at, expires_at, "
                 "expires) VALUES (1, ?, ?, ?, ?, ?, ?)",
@@ -301,7 +306,7 @@ class SqliteStateStore:
     def renew_lock(self, *, lock_id: str, ttl: float) -> None:
         """Renews even a lapsed lock, as long as nobody has taken it since."""
         now = self._clock()
-        with self._write(bump=False) as db:
+        with self._write(bump=False, fenced=False) as db:
             cursor = db.execute(
                 "UPDATE lock SET expires_at = ?, expires = ? WHERE lock_id = ?",
                 (utc_iso(now + ttl), now + ttl, lock_id),
@@ -315,17 +320,18 @@ class SqliteStateStore:
 
     def release_lock(self, *, lock_id: str) -> None:
         """Releasing a lock that is no longer ours does nothing: it is someone else's now."""
-        with self._write(bump=False) as db:
+        with self._write(bump=False, fenced=False) as db:
             db.execute("DELETE FROM lock WHERE lock_id = ?", (lock_id,))
 
     def force_unlock(self, *, lock_id: str) -> None:
         at = self._now()
-        with self._write(bump=False) as db:
+        with self._write(bump=False, fenced=False) as db:
             row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
             if row is None or row[0] != lock_id:
                 now_held = f"it is held by {row[1]} with lock id {row[0]}" if row else "the state is not locked"
                 raise StateError(f"no lock with id {lock_id}: {now_held}")
             db.execute("DELETE FROM lock WHERE lock_id = ?", (lock_id,))
+            _next_generation(db)
             detail = {"lock_id": row[0], "holder": row[1], "operation": row[2], "since": row[3]}
             journal.append(db, at, None, journal.Entries.one("lock_broken", None, detail))
 
@@ -395,8 +401,9 @@ class SqliteStateStore:
                 raise self._damaged(e) from e
 
     @contextmanager
-    def _write(self, *, bump: bool) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; committing it is what makes the change durable.
+    def _write(self, *, bump: bool, fenced: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; committing it is what makes the change durable. ``fenced``: the
+        lock generation is checked first, inside the transaction (see ``fence``).
 
         The first write of this store first puts ``WRITING`` in the file itself (its own transaction, then a
         checkpoint); every write keeps it set, and if another store's ``close`` cleared it meanwhile, sets it and
@@ -412,6 +419,8 @@ class SqliteStateStore:
                     self._wrote = True
                     self._checkpoint_mark()
                 with immediate(db):
+                    if fenced and self._fence is not None:
+                        self._check_fence(db, self._fence)
                     yield db
                     if bump:
                         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'serial'")
@@ -421,11 +430,32 @@ class SqliteStateStore:
             except sqlite3.Error as e:
                 raise self._error(e) from e
 
+    def _check_fence(self, db: sqlite3.Connection, generation: int) -> None:
+        current = _generation(db)
+        if current != generation:
+            raise LeaseLostError(
+                f"this run's hold on the lock of {self.path} has ended (lock generation {generation}, the state is at "
+                f"{current}: another run took the lock over, or it was broken); it records nothing more. Run "
+                "`reconciler apply` again: it resolves whatever this run left open"
+            )
+
     def _checkpoint_mark(self) -> None:
         """Copy the WAL into the file, so the file alone says ``WRITING``; if a reader holds part of it back,
         try again after the next write."""
         _, log, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self._marked = log == done
+
+
+def _generation(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'lock_generation'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _next_generation(db: sqlite3.Connection) -> int:
+    """Raised in the transaction that takes or breaks the lock, so no two holders ever share a generation."""
+    generation = _generation(db) + 1
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('lock_generation', ?)", (generation,))
+    return generation
 
 
 def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
