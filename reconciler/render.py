@@ -4,6 +4,10 @@ Human output follows ``terraform plan``: one line per action with its sign, the 
 under it, and a summary line. A data-driven set of thousands of suites is folded after a few lines (``-v``
 shows every one), because nobody reads 100,000 identical ``+`` lines. JSON output is one object per line,
 each with a ``type``, like Terraform's ``-json``.
+
+Every line goes out through ``reconciler.redaction`` (``Printer.line``, ``write_event`` and the progress bar's
+lines): a credential a server echoed is masked, and control characters from manifests, data files or server
+answers are shown escaped (``\\x1b[31m``), with colour or without; the tool's own colours are added after.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from reconciler.plan import Action, ActionType, FieldChange, Plan
+from reconciler.redaction import safe_json, safe_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -67,6 +72,7 @@ class Printer:
         self.color = color
 
     def line(self, text: str = "", *, fg: str | None = None, bold: bool = False) -> None:
+        text = safe_line(text)
         if self.color and (fg or bold):
             text = click.style(text, fg=fg, bold=bold)
         self.out.write(text + "\n")
@@ -217,7 +223,7 @@ def plan_events(plan: Plan) -> Iterator[dict[str, Any]]:
 
 
 def write_event(out: TextIO, event: dict[str, Any]) -> None:
-    out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+    out.write(safe_json(json.dumps(event, ensure_ascii=False, separators=(",", ":"))) + "\n")
     out.flush()
 
 
@@ -300,7 +306,7 @@ class ApplyReporter:
         if text is None:
             return
         if self._progress is not None:
-            self._progress.console.print(text, style=colour or "", markup=False, highlight=False)
+            self._progress.console.print(safe_line(text), style=colour or "", markup=False, highlight=False)
         else:
             with self._write_lock:
                 self.printer.line(text, fg=colour)

@@ -24,6 +24,7 @@ from reconciler.cli.options import (
     SANDBOX_HELP,
     Common,
     common_options,
+    echo,
     guarded,
     load_manifests,
     opened,
@@ -65,7 +66,7 @@ def validate(common: Common, paths: tuple[Path, ...], as_json: bool) -> None:
     kinds = _kinds(desired.resources.values())
     detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no resources"
     resources, providers = plural(len(desired.resources), "resource"), plural(len(desired.providers), "provider")
-    click.echo(f"Valid: {resources} ({detail}), {providers}.")
+    echo(f"Valid: {resources} ({detail}), {providers}.")
 
 
 def _kinds(resources: Iterable[Resource]) -> dict[str, int]:
@@ -169,23 +170,23 @@ def plan(
         for event in plan_events(result):
             write_event(sys.stdout, event)
         if absent is not None:
-            click.echo(_no_state_yet(absent), err=True)  # beside the JSON lines, not among them
+            echo(_no_state_yet(absent), err=True)  # beside the JSON lines, not among them
     else:
         render_plan(result, common.printer(), verbose=bool(common.verbose))
         if absent is not None:
-            click.echo(f"\n{_no_state_yet(absent)}")
+            echo(f"\n{_no_state_yet(absent)}")
         if out is not None and refused is None:
             command = " ".join(filter(None, ("reconciler apply", shlex.quote(str(out)), common.selecting_options())))
-            click.echo(f"\nSaved the plan to {out}. Apply exactly this plan with: {command}")
+            echo(f"\nSaved the plan to {out}. Apply exactly this plan with: {command}")
         elif out is not None:
-            click.echo(f"\nSaved the plan to {out}, but apply would refuse it as it stands.")
+            echo(f"\nSaved the plan to {out}, but apply would refuse it as it stands.")
     if refused is not None:
         reason, fix = refused
         if detailed_exitcode:
             raise ApplyRefusedError(f"apply would refuse this plan: {reason}; {fix}")
         warning = f"Warning: apply would refuse this plan: {reason}; {fix}"
         # After the plan, where a person reads it; with --json, on standard error, beside the JSON lines.
-        click.echo(warning if as_json else f"\n{warning}", err=as_json)
+        echo(warning if as_json else f"\n{warning}", err=as_json)
     if detailed_exitcode and result.would_apply:
         sys.exit(2)
 
@@ -202,7 +203,7 @@ def show(common: Common, planfile: Path, as_json: bool) -> None:
         for event in plan_events(saved):
             write_event(sys.stdout, event)
         return
-    click.echo(f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}.")
+    echo(f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}.")
     render_plan(saved, common.printer(), verbose=bool(common.verbose))
 
 
@@ -215,17 +216,17 @@ def schema(kind: str | None) -> None:
     """
     if kind is None:
         for name in (*KINDS, "plan"):
-            click.echo(name)
+            echo(name)
         return
     if kind == "plan":
         from reconciler.schema_files import plan_schema  # imported here: only this command uses it
 
-        click.echo(json.dumps(plan_schema(), indent=2, sort_keys=True))
+        echo(json.dumps(plan_schema(), indent=2, sort_keys=True))
         return
     if kind not in KINDS:
-        click.echo(f"Error: unknown kind {kind!r}; one of: {', '.join(KINDS)}, plan", err=True)
+        echo(f"Error: unknown kind {kind!r}; one of: {', '.join(KINDS)}, plan", err=True)
         sys.exit(1)
-    click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
+    echo(json.dumps(json_schema(kind), indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager
@@ -236,7 +237,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        click.echo("\nInterrupted: finishing and recording the calls in flight (Ctrl-C again to quit now).", err=True)
+        echo("\nInterrupted: finishing and recording the calls in flight (Ctrl-C again to quit now).", err=True)
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -305,7 +306,7 @@ def apply(
             render_plan(the_plan, printer, verbose=bool(common.verbose))
         if not the_plan.applied():
             if not as_json and the_plan.has_changes:
-                click.echo("\nNothing to create.")
+                echo("\nNothing to create.")
             return
         if not auto_approve:
             _confirm()
@@ -381,7 +382,7 @@ def _confirm() -> None:
             "apply asks for confirmation and there is no terminal to ask on; nothing was sent. "
             "Pass --auto-approve in pipelines"
         )
-    click.echo()
+    echo()
     answer = click.prompt(
         "Do you want to perform these actions? Only 'yes' will be accepted", default="", show_default=False
     )

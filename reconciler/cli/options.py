@@ -5,15 +5,20 @@ status 1; anything else is a bug, written with its traceback to a debug log, rep
 1 (never 2, which ``plan --detailed-exitcode`` reserves for "changes"). A reader that closes the pipe early
 (``reconciler plan | head``) is no error: ``exit_closed_pipe`` ends the command quietly with status 141.
 
-The common options (``--state``, ``--workspace``, ``--no-color``, ``-v``) are accepted before the command as
-well as after it (``reconciler --no-color plan``): the group keeps what it was given in a ``GroupOptions``, and
-``common_options`` merges it in, the command's own option winning when both are given.
+Every message printed here, and every log record, passes through ``reconciler.redaction``: credentials masked,
+control characters escaped. ``--debug`` logs what happens (requests, retries, tracebacks) to standard error,
+through the same step; a command starts with no credential registered from an earlier one of this process.
+
+The common options (``--state``, ``--workspace``, ``--no-color``, ``-v``, ``--debug``) are accepted before the
+command as well as after it (``reconciler --no-color plan``): the group keeps what it was given in a
+``GroupOptions``, and ``common_options`` merges it in, the command's own option winning when both are given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shlex
 import signal
@@ -28,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
-from reconciler import workflows
+from reconciler import redaction, workflows
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.manifest import DesiredState
 from reconciler.render import Printer
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
     from reconciler.providers import SandboxTarget
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
 
 SANDBOX_WORKSPACE = workflows.SANDBOX_WORKSPACE
 DEFAULT_WORKSPACE = "default"
@@ -114,6 +121,7 @@ class GroupOptions:
     workspace: str | None = None
     no_color: bool = False
     verbose: int = 0
+    debug: bool = False
 
 
 def _state_option(envvar: str | None) -> Callable[[F], F]:
@@ -138,6 +146,11 @@ def _workspace_option(default: str | None, envvar: str | None) -> Callable[[F], 
 
 _no_color_option = click.option("--no-color", is_flag=True, help="Plain output, even on a terminal.")
 _verbose_option = click.option("-v", "--verbose", count=True, help="Say more (skipped files, every suite of a set).")
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    help="Log what happens (requests, retries, tracebacks) to standard error; credentials are masked.",
+)
 
 
 def group_options(fn: F) -> F:
@@ -147,12 +160,13 @@ def group_options(fn: F) -> F:
     @_workspace_option(None, None)
     @_no_color_option
     @_verbose_option
+    @_debug_option
     @functools.wraps(fn)
     def wrapper(
-        *args: Any, state: str | None, workspace: str | None, no_color: bool, verbose: int, **kwargs: Any
+        *args: Any, state: str | None, workspace: str | None, no_color: bool, verbose: int, debug: bool, **kwargs: Any
     ) -> Any:
         ctx = click.get_current_context()
-        ctx.obj = GroupOptions(state=state, workspace=workspace, no_color=no_color, verbose=verbose)
+        ctx.obj = GroupOptions(state=state, workspace=workspace, no_color=no_color, verbose=verbose, debug=debug)
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -173,8 +187,9 @@ def common_options(*, sandbox: str | None = None, state: bool = True) -> Callabl
         @_workspace_option(DEFAULT_WORKSPACE, "RECONCILER_WORKSPACE")
         @_no_color_option
         @_verbose_option
+        @_debug_option
         @functools.wraps(fn)
-        def wrapper(*args: Any, workspace: str, no_color: bool, verbose: int, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, workspace: str, no_color: bool, verbose: int, debug: bool, **kwargs: Any) -> Any:
             ctx = click.get_current_context()
             before = ctx.find_object(GroupOptions) or GroupOptions()
             state_value: str | None = kwargs.pop("state", None)
@@ -193,7 +208,8 @@ def common_options(*, sandbox: str | None = None, state: bool = True) -> Callabl
                 verbose=verbose,
                 state_typed=state_typed,
             )
-            return fn(common, *args, **kwargs)
+            with command_scope(debug=debug or before.debug):
+                return fn(common, *args, **kwargs)
 
         decorated = wrapper
         if state:
@@ -207,6 +223,60 @@ def common_options(*, sandbox: str | None = None, state: bool = True) -> Callabl
 
 def _typed(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the standard error of the moment (click's test runner swaps it), as ``click.echo`` does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging's own contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+_LOG_HANDLER = _StderrHandler()
+_LOG_HANDLER.addFilter(redaction.RedactingFilter())
+_PLAIN_FORMAT = logging.Formatter("%(message)s")
+_DEBUG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def command_scope(*, debug: bool) -> Iterator[None]:
+    """What one command runs within: no credential registered by an earlier command of this process, and every
+    log record sent to standard error through the redaction filter (warnings as plain lines, as Python shows
+    them by default; with ``debug``, every record of every library, timed and named).
+
+    The filter sits on a handler, not on a logger, because a logger's filters miss records that other
+    loggers (httpx, httpcore) pass up to it; it changes the record itself, so the handler goes first. All of it
+    is undone at the end, for a process (a test) that runs several commands.
+    """
+    root = logging.getLogger()
+    level_before = root.level
+    level = logging.DEBUG if debug else logging.WARNING
+    _LOG_HANDLER.setLevel(level)
+    _LOG_HANDLER.setFormatter(_DEBUG_FORMAT if debug else _PLAIN_FORMAT)
+    redaction.forget_all()
+    root.handlers.insert(0, _LOG_HANDLER)  # first, so that handlers set up by others get the masked record
+    if debug:
+        root.setLevel(level)
+        log.debug("reconciler %s (version %s)", shlex.join(sys.argv[1:]), _version())
+    try:
+        yield
+    finally:
+        root.removeHandler(_LOG_HANDLER)
+        root.setLevel(level_before)
+        redaction.forget_all()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("perftest-toloka-reconciler")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def exit_closed_pipe() -> NoReturn:
@@ -224,6 +294,12 @@ def exit_closed_pipe() -> NoReturn:
     sys.exit(EXIT_CLOSED_PIPE)
 
 
+def echo(message: str = "", *, err: bool = False) -> None:
+    """``click.echo`` of text that may quote untrusted input (addresses, paths, server messages): redacted, and
+    control characters shown escaped, never sent to the terminal raw."""
+    click.echo(redaction.safe_lines(message), err=err)
+
+
 def guarded(fn: F) -> F:
     """Render every error once, as promised in the module docstring."""
 
@@ -233,12 +309,13 @@ def guarded(fn: F) -> F:
             return fn(*args, **kwargs)
         except ManifestError as err:
             for problem in err.problems:
-                click.echo(str(problem), err=True)
+                click.echo(redaction.safe_line(str(problem)), err=True)
             noun = "error" if len(err.problems) == 1 else "errors"
             click.echo(f"{len(err.problems)} {noun} in the manifests; nothing was sent.", err=True)
             sys.exit(1)
         except ReconcilerError as err:
-            click.echo(f"Error: {err}", err=True)
+            log.debug("%s, raised here:", type(err).__name__, exc_info=True)
+            click.echo(f"Error: {redaction.safe_line(str(err))}", err=True)
             sys.exit(err.exit_code)
         except (click.exceptions.Exit, click.ClickException, SystemExit, click.Abort):
             raise
@@ -248,10 +325,12 @@ def guarded(fn: F) -> F:
         except BrokenPipeError:
             exit_closed_pipe()
         except Exception as err:  # noqa: BLE001 - the last line of defence; see the module docstring
-            log = _write_debug_log()
+            log.debug("unexpected %s, raised here:", type(err).__name__, exc_info=True)
+            written = _write_debug_log()
+            message = redaction.safe_line(f"unexpected {type(err).__name__}: {err}")
             click.echo(
-                f"Error: unexpected {type(err).__name__}: {err}. This is a bug in reconciler; the details are in "
-                f"{log}; please report it with that file.",
+                f"Error: {message}. This is a bug in reconciler; the details are in {written}; please report it "
+                "with that file.",
                 err=True,
             )
             sys.exit(1)
@@ -260,10 +339,10 @@ def guarded(fn: F) -> F:
 
 
 def _write_debug_log() -> str:
+    """The traceback of the error being handled, in a file of its own, masked as everything else is."""
     fd, path = tempfile.mkstemp(prefix="reconciler-debug-", suffix=".log")
     with os.fdopen(fd, "w") as out:
-        out.write(f"reconciler {' '.join(sys.argv[1:])}\n\n")
-        traceback.print_exc(file=out)
+        out.write(redaction.safe_lines(f"reconciler {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}"))
     return path
 
 

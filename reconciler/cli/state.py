@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
-from reconciler import workflows
+from reconciler import redaction, workflows
 from reconciler.cli.locking import lock_timeout_option, locked
 from reconciler.cli.options import (
     PATHS_HELP,
     SANDBOX_STATE_HELP,
     Common,
     common_options,
+    echo,
     guarded,
     load_manifests,
     opened,
@@ -37,7 +38,7 @@ def state_list(common: Common) -> None:
         return
     with opened(common, read_only=True) as store:
         for summary in sorted(store.summaries(), key=lambda s: s.address):
-            click.echo(f"{summary.address}\t{summary.status.value}\t{summary.remote_id or '-'}")
+            echo(f"{summary.address}\t{summary.status.value}\t{summary.remote_id or '-'}")
 
 
 @state.command("show")
@@ -51,25 +52,27 @@ def state_show(common: Common, address: str) -> None:
         if record is None:
             raise UnknownAddressError(f"{address}: not in the state (see `reconciler state list`)")
         click.echo(
-            json.dumps(
-                {
-                    "address": record.address,
-                    "kind": record.kind,
-                    "provider": record.provider,
-                    "status": record.status.value,
-                    "remote_id": record.remote_id,
-                    "operation_id": record.operation_id,
-                    "attempt": record.attempt,
-                    "error": record.error,
-                    "created_at": record.created_at,
-                    "updated_at": record.updated_at,
-                    "spec_hash": record.spec_hash,
-                    "spec": record.spec,
-                    "remote": record.remote,
-                    "refreshed_at": record.refreshed_at,
-                },
-                indent=2,
-                ensure_ascii=False,
+            redaction.safe_json(
+                json.dumps(
+                    {
+                        "address": record.address,
+                        "kind": record.kind,
+                        "provider": record.provider,
+                        "status": record.status.value,
+                        "remote_id": record.remote_id,
+                        "operation_id": record.operation_id,
+                        "attempt": record.attempt,
+                        "error": record.error,
+                        "created_at": record.created_at,
+                        "updated_at": record.updated_at,
+                        "spec_hash": record.spec_hash,
+                        "spec": record.spec,
+                        "remote": record.remote,
+                        "refreshed_at": record.refreshed_at,
+                    },
+                    indent=2,
+                    ensure_ascii=False,
+                )
             )
         )
 
@@ -83,7 +86,7 @@ def state_forget(common: Common, address: str, lock_timeout: float) -> None:
     """Drop ADDRESS from the state. The remote object stays (neither API can delete)."""
     with opened(common) as store, locked(store, operation="state forget", lock_timeout=lock_timeout):
         store.forget(address=address)
-    click.echo(f"Forgot {address}; the remote object is untouched.")
+    echo(f"Forgot {address}; the remote object is untouched.")
 
 
 @state.command("history")
@@ -98,7 +101,7 @@ def state_history(common: Common, address: str | None, limit: int) -> None:
     with opened(common, read_only=True) as store:
         for entry in store.history(address=address, limit=limit):
             detail = json.dumps(entry.detail, ensure_ascii=False) if entry.detail else ""
-            click.echo(
+            echo(
                 f"{entry.seq}\t{entry.at}\t{entry.event}\t{entry.address or '-'}\t{entry.operation_id or '-'}\t{detail}"
             )
 
@@ -111,7 +114,7 @@ def _absent(common: Common) -> bool:
     try:
         common.store(read_only=True).close()
     except StateAbsentError:
-        click.echo(f"No state at {path}: nothing is recorded yet.", err=True)
+        echo(f"No state at {path}: nothing is recorded yet.", err=True)
         return True
     return False
 
@@ -124,7 +127,7 @@ def state_pull(common: Common, file: Path) -> None:
     """Write a consistent copy of the state to FILE (a backup, or to move it), without changing the state."""
     with opened(common, read_only=True) as store:
         meta = store.copy_to(path=file)
-    click.echo(f"Wrote the state (lineage {meta.lineage}, serial {meta.serial}) to {file}.")
+    echo(f"Wrote the state (lineage {meta.lineage}, serial {meta.serial}) to {file}.")
 
 
 @state.command("push")
@@ -147,12 +150,12 @@ def state_push(common: Common, file: Path, force: bool, lock_timeout: float) -> 
     ):
         before, count, after = store.restore_from(path=file, force=force)
     if before.lineage != after.lineage and (before.serial or count):
-        click.echo(
+        echo(
             f"Replaced the state of lineage {before.lineage} (serial {before.serial}, {count} resource(s)), which "
             f"is lost, by {file} (lineage {after.lineage}); serial now {after.serial}."
         )
     else:
-        click.echo(f"Restored the state from {file} (lineage {after.lineage}); serial now {after.serial}.")
+        echo(f"Restored the state from {file} (lineage {after.lineage}); serial now {after.serial}.")
 
 
 @state.command("unlock")
@@ -163,7 +166,7 @@ def state_unlock(common: Common, lock_id: str) -> None:
     """Break the lock LOCK_ID left by a run that died. Only when you are sure that run is gone."""
     with opened(common) as store:
         store.force_unlock(lock_id=lock_id)
-    click.echo(f"Lock {lock_id} released.")
+    echo(f"Lock {lock_id} released.")
 
 
 @state.command("import", epilog=PATHS_HELP)
@@ -193,4 +196,4 @@ def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path
         workflows.import_resource(
             store, desired, address=address, remote_id=remote_id, paths=paths, sandbox=sandbox_target
         )
-    click.echo(f"Imported {address} as remote object {remote_id}.")
+    echo(f"Imported {address} as remote object {remote_id}.")

@@ -5,19 +5,26 @@ values, and it is only called to apply (planning needs no credentials). Settings
 ``settings.effective_settings``, with their ``RECONCILER_<PROVIDER NAME>_<FIELD>`` overrides, so one manifest
 serves several environments. With a ``SandboxTarget`` every provider points at the local emulator instead,
 with its fixed credentials, so the quickstart needs no account and no environment.
+
+Every credential is handed to ``reconciler.redaction`` as it is read, before any request carries it, so that a
+server echoing it back (or anything else) cannot bring it into output, logs or the state.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Unpack
 
+from reconciler import redaction
 from reconciler.errors import ConfigError
 from reconciler.providers.http import HttpOptions
 from reconciler.providers.perftest import PerfTestClient
 from reconciler.providers.settings import ProviderSettings, effective_settings
 from reconciler.providers.toloka import MAX_BATCH_ITEMS, TolokaClient
+
+log = logging.getLogger(__name__)
 
 ProviderClient = PerfTestClient | TolokaClient
 
@@ -83,6 +90,7 @@ def _perftest_client(
     if sandbox is not None:
         endpoint, cloud_project_id = sandbox.url, sandbox.cloud_project_id
         access_key, secret_key = sandbox.access_key, sandbox.secret_key
+        redaction.register(access_key, secret_key)
         hint = "the sandbox credentials"
     else:
         endpoint, cloud_project_id = settings["endpoint"], settings["cloud_project_id"]
@@ -97,6 +105,7 @@ def _perftest_client(
             hint = f"the access key in ${ak_env} and the secret key in ${sk_env}"
         else:
             raise ConfigError(f"provider {name}: credentials need access_key_env and secret_key_env, or token_env")
+    log.debug("provider %s: CodeArts PerfTest at %s, with %s", name, endpoint, hint)
     return PerfTestClient(
         name=name,
         endpoint=endpoint,
@@ -121,6 +130,8 @@ def _toloka_client(
     batch_size = int(settings.get("batch_size") or MAX_BATCH_ITEMS)
     credentials: dict[str, Any] = dict(settings.get("credentials") or {})
     if sandbox is not None:
+        redaction.register(sandbox.toloka_token)
+        log.debug("provider %s: Toloka at %s, with the sandbox Toloka key", name, sandbox.url)
         return TolokaClient(
             name=name,
             endpoint=sandbox.url,
@@ -135,10 +146,13 @@ def _toloka_client(
         raise ConfigError(f"provider {name}: credentials.token_env is required")
     scheme = str(credentials.get("scheme") or "ApiKey")
     kind = "API key" if scheme == "ApiKey" else "OAuth token"
+    endpoint = settings.get("endpoint") or "https://toloka.dev"
+    token = _secret(name, token_env, f"the Toloka {kind}", environ)
+    log.debug("provider %s: Toloka at %s, with the %s in $%s", name, endpoint, kind, token_env)
     return TolokaClient(
         name=name,
-        endpoint=settings.get("endpoint") or "https://toloka.dev",
-        token=_secret(name, token_env, f"the Toloka {kind}", environ),
+        endpoint=endpoint,
+        token=token,
         scheme=scheme,
         rate_limit=rate,
         batch_size=batch_size,
@@ -148,8 +162,10 @@ def _toloka_client(
 
 
 def _secret(provider: str, variable: str, what: str, environ: Mapping[str, str]) -> str:
-    """A credential's value; the error names the variable and what it should hold, never a value."""
+    """A credential's value, registered for redaction; the error names the variable and what it should hold,
+    never a value."""
     value = environ.get(variable, "").strip()
+    redaction.register(value)
     if not value:
         state = "is empty" if variable in environ else "is not set"
         raise ConfigError(

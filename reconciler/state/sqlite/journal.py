@@ -18,6 +18,10 @@ entries, numbered from its ``seq`` (the next row starts at ``seq + entries``). I
 
 A row of one entry is always the plain form. Every entry of a compact row has the row's time and operation
 id. ``read_history`` expands rows, so no reader ever sees these forms.
+
+A detail may quote what a server said (an outcome's error), and a server may echo the credentials it was sent:
+``append`` passes every detail through ``reconciler.redaction`` on its way into the state. The two compact
+forms above are written without it: they hold addresses, hashes and remote ids only.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import orjson
 
 from reconciler.encoding import dumps_text
+from reconciler.redaction import redact
 from reconciler.state.base import JournalEntry, Outcome, Status
 
 __all__ = ["Entries", "HeadsOf", "append", "append_intent", "append_outcomes", "read_history"]
@@ -79,10 +84,12 @@ def append(db: sqlite3.Connection, at: str, operation_id: str | None, entries: E
     """Append entries as one row: a lone entry as itself, several side by side."""
     count = len(entries.events)
     if count == 1:
-        detail = dumps_text(entries.details[0])
+        detail = redact(dumps_text(entries.details[0]))
         db.execute(_APPEND, (at, entries.events[0], entries.addresses[0], operation_id, detail, 1))
     elif count:
-        text = dumps_text({"events": entries.events, "addresses": entries.addresses, "details": entries.details})
+        text = redact(
+            dumps_text({"events": entries.events, "addresses": entries.addresses, "details": entries.details})
+        )
         db.execute(_APPEND, (at, SIDE_BY_SIDE, None, operation_id, text, count))
 
 

@@ -22,6 +22,7 @@ import orjson
 
 from reconciler.encoding import dumps_text
 from reconciler.errors import LeaseLostError, StateError, StateLockedError, UnknownAddressError
+from reconciler.redaction import redact
 from reconciler.state.base import (
     Intent,
     JournalEntry,
@@ -484,7 +485,7 @@ def _outcome_rows(
     if len(created) == len(outcomes):
         return created, []
     others = [
-        (a, s, r, member[a], e, None if v is None else dumps_text(v))
+        (a, s, r, member[a], None if e is None else redact(e), None if v is None else dumps_text(v))
         for a, s, r, e, v in outcomes
         if not (s is ok and e is None and v is None) and a in member
     ]
