@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reconciler.errors import PlanFileError, StalePlanError
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2
+
+#: Plan files come from CI artifacts, which anyone with a pull request may shape: larger is refused unread.
+MAX_PLAN_FILE_BYTES = 512 * 1024 * 1024
 
 
 class ActionType(StrEnum):
@@ -98,6 +101,7 @@ class Plan:
     noop_count: int
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: str = ""
+    manifests: tuple[str, ...] = ()
     _runs: tuple[tuple[ActionType, int], ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def _type_runs(self) -> tuple[tuple[ActionType, int], ...]:
@@ -169,6 +173,7 @@ class PlanFileModel(BaseModel):
     workspace: str
     manifest_digest: str
     created_at: str
+    manifests: list[str]
     providers: dict[str, dict[str, Any]]
     summary: dict[str, int]
     actions: list[Action]
@@ -182,6 +187,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "workspace": plan.workspace,
         "manifest_digest": plan.manifest_digest,
         "created_at": plan.created_at,
+        "manifests": list(plan.manifests),
         "providers": plan.providers,
         "summary": plan.counts(),
         "actions": [_action_to_dict(a) for a in plan.actions],
@@ -257,7 +263,13 @@ def check_current(plan: Plan, *, lineage: str, serial: int, workspace: str, path
 def read_plan(path: Path) -> Plan:
     path = Path(path)
     try:
-        raw = orjson.loads(path.read_bytes())
+        with path.open("rb") as f:
+            data = f.read(MAX_PLAN_FILE_BYTES + 1)
+        if len(data) > MAX_PLAN_FILE_BYTES:
+            raise PlanFileError(
+                f"{path}: larger than {MAX_PLAN_FILE_BYTES >> 20} MiB; not a plan file this reconciler made"
+            )
+        raw = orjson.loads(data)
     except FileNotFoundError:
         raise PlanFileError(f"{path}: no such plan file") from None
     except (OSError, orjson.JSONDecodeError) as err:
@@ -269,6 +281,11 @@ def read_plan(path: Path) -> Plan:
         raise PlanFileError(
             f"{path}: plan format {version} is newer than this reconciler understands "
             f"({PLAN_FORMAT_VERSION}); upgrade reconciler"
+        )
+    if version < PLAN_FORMAT_VERSION:
+        raise PlanFileError(
+            f"{path}: plan format {version} was made by an older reconciler and does not name the manifests it "
+            "came from; make the plan again with `reconciler plan ... --out`"
         )
     try:
         model = PlanFileModel.model_validate(raw)
@@ -285,4 +302,5 @@ def read_plan(path: Path) -> Plan:
         noop_count=model.summary.get(ActionType.NOOP.value, 0),
         providers=model.providers,
         created_at=model.created_at,
+        manifests=tuple(model.manifests),
     )

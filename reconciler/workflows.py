@@ -10,19 +10,21 @@ The applier and the HTTP clients are imported by ``apply_plan`` alone, so ``vali
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import shlex
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler import manifest
 from reconciler.errors import (
     ApplyRefusedError,
     ManifestError,
     PermanentProviderError,
+    PlanFileError,
     Problem,
     UnknownAddressError,
 )
@@ -70,14 +72,17 @@ def plan_from_manifests(
     workspace: str,
     targets: tuple[str, ...] = (),
     replace: tuple[str, ...] = (),
+    manifests: tuple[Path, ...] = (),
     environ: Mapping[str, str] = os.environ,
 ) -> Plan:
-    """The plan of ``desired`` against the state, once the environment's provider overrides are known good."""
+    """The plan of ``desired`` against the state, once the environment's provider overrides are known good.
+    ``manifests``, the paths ``desired`` was loaded from, are recorded for ``apply PLANFILE`` (see
+    ``current_providers``)."""
     from reconciler.providers.settings import check_environment  # no httpx: planning starts without it
 
     check_environment(desired.providers, environ)
     meta = store.meta()
-    return make_plan(
+    made = make_plan(
         desired=desired.resources,
         providers=desired.providers,
         recorded=store.summaries(),
@@ -90,6 +95,51 @@ def plan_from_manifests(
         targets=targets,
         replace=replace,
     )
+    return dataclasses.replace(made, manifests=tuple(_recorded_path(p) for p in manifests))
+
+
+def _recorded_path(path: Path) -> str:
+    """Relative to the working directory where it can be: the pipeline that applies runs in another checkout."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return resolved.as_posix()
+
+
+def current_providers(plan: Plan, path: Path) -> Plan:
+    """``plan`` with its providers taken from the manifests it was made from, as they are here and now.
+
+    A plan file is input, not authority: it may come from an artifact anyone with a pull request can shape, and
+    the providers say where credentials are sent and which variables hold them. So they are read again from
+    the manifests the plan names (relative to the working directory, as ``plan`` recorded them), and a plan
+    whose providers differ from those is refused."""
+    missing = [p for p in plan.manifests if not Path(p).exists()]
+    if not plan.manifests or missing:
+        where = ", ".join(plan.manifests) or "(none)"
+        raise PlanFileError(
+            f"{path} was made from the manifests at {where}, which are not here; apply it from the directory "
+            "`plan` ran in, in a checkout of the same manifests (the providers are read from them, never from a "
+            "plan file)"
+        )
+    desired = load_manifests(tuple(Path(p) for p in plan.manifests))
+    current: dict[str, dict[str, Any]] = {n: {"type": p.type, "spec": p.spec} for n, p in desired.providers.items()}
+    for name, saved in plan.providers.items():
+        now = current.get(name)
+        if now is None:
+            raise PlanFileError(
+                f"{path} names a provider {name!r} that the manifests at {', '.join(plan.manifests)} do not "
+                "declare; make the plan again"
+            )
+        if now != saved:
+            fields = sorted(
+                k for k in {*saved["spec"], *now["spec"]} if saved["spec"].get(k) != now["spec"].get(k)
+            ) or ["type"]
+            raise PlanFileError(
+                f"{path}: provider {name!r} is not as the manifests declare it ({', '.join(fields)} differ); a plan "
+                "file cannot choose where credentials go or which variables hold them: make the plan again"
+            )
+    return dataclasses.replace(plan, providers={name: current[name] for name in plan.providers})
 
 
 def refusal(plan: Plan) -> tuple[str, str] | None:
@@ -126,7 +176,6 @@ def plan_to_apply(
         from reconciler.providers.settings import check_environment  # no httpx until apply builds the clients
 
         path, plan = plan, read_plan(plan)
-        check_environment(_provider_configs(plan), environ)
         meta = store.meta()
         check_current(
             plan,
@@ -136,12 +185,14 @@ def plan_to_apply(
             path=path,
             select=workspace_option(plan.workspace),
         )
+        plan = current_providers(plan, path)
+        check_environment(_provider_configs(plan), environ)
     refuse_changes(plan)
     return plan
 
 
 def _provider_configs(plan: Plan, needed: set[str] | None = None) -> dict[str, ProviderConfig]:
-    """The provider settings a plan file carries, as the manifests gave them."""
+    """The provider settings of a plan, as the manifests gave them."""
     return {
         name: ProviderConfig(name=name, type=p["type"], spec=p["spec"])
         for name, p in plan.providers.items()

@@ -118,7 +118,7 @@ def _plan_from_manifests(
 ) -> Plan:
     desired = load_manifests(common, paths)
     return workflows.plan_from_manifests(
-        store, desired, workspace=common.effective_workspace, targets=targets, replace=replace
+        store, desired, workspace=common.effective_workspace, targets=targets, replace=replace, manifests=paths
     )
 
 

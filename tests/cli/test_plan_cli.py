@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconciler import manifest
+from reconciler.plan import PLAN_FORMAT_VERSION
 from reconciler.state import open_store
 from reconciler.state.base import Intent, Outcome, PendingResource, Status
 
@@ -95,7 +96,7 @@ def test_one_edited_spec_is_exactly_one_change_with_its_diff(run_cli: RunCli, tm
 def test_saved_plan_shows_the_same_actions(run_cli: RunCli, tmp_path: Path) -> None:
     assert run_cli("plan", str(EXAMPLES), "--out", "plan.json").returncode == 0
     saved = json.loads((tmp_path / "plan.json").read_text())
-    assert saved["format_version"] == 1 and saved["summary"]["create"] == EXAMPLE_COUNT
+    assert saved["format_version"] == PLAN_FORMAT_VERSION and saved["summary"]["create"] == EXAMPLE_COUNT
     assert {"lineage", "serial", "manifest_digest", "providers"} <= saved.keys()
     assert "SANDBOXSK" not in (tmp_path / "plan.json").read_text()
     shown = run_cli("show", "plan.json")
