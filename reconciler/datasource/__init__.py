@@ -17,6 +17,10 @@ Rules a data file must follow, each broken one reported as a ``Problem`` with th
   sharing a ``group_by`` value (named by that value, in order of first appearance). Appending rows therefore
   only adds suites, except that a trailing suite with fewer than ``tasks_per_suite`` rows grows.
 - A suite's key becomes part of its address ``TaskSuiteSet/<set>/<key>``: no ``/``, no whitespace, not empty.
+- A JSONL value no later step could hash or send is a problem of its row (``values``): NaN or Infinity, an
+  integer of more than 4,300 digits, a lone surrogate, nesting deeper than 64 levels. CSV and TSV cells are
+  text, so a cell ``NaN`` is the three letters, sent as such.
+- ``source`` must name a file under a directory the user named (``resolve_source``).
 
 The generated specs share their template values and ``options`` dict between suites to keep 100,000 suites
 small in memory: treat them as read-only.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,7 @@ from reconciler.datasource.rows import (
     read_rows,
     stdlib_row,
 )
+from reconciler.datasource.values import text_problem
 from reconciler.encoding import SpecHasher, is_plain_row
 from reconciler.errors import Problem
 from reconciler.kinds import TASK_SUITE_SET, TaskSuiteSetSpec
@@ -65,6 +70,9 @@ __all__ = [
 ]
 
 FORMAT_OF_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+#: The longest file name (one path component) and path, in bytes, that Linux and macOS take.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
 
 
 _UNSAFE_KEY = re.compile(r"[/\s]")
@@ -83,21 +91,51 @@ class SuiteSet:
     problems: list[Problem] = field(default_factory=list)
 
 
-def resolve_source(source: str, manifest: Path, root: Path) -> Path:
-    """The data file, refused unless it resolves (symlinks included) to an existing file under ``root``.
+def resolve_source(source: str, manifest: Path, roots: Sequence[Path]) -> Path:
+    """The data file, refused unless it resolves (symlinks included) to an existing file under one of ``roots``.
 
-    The root check keeps a manifest from reading arbitrary files of the machine that runs the pipeline
-    (``source: ../../../etc/passwd`` in a pull request).
+    The roots check keeps a manifest from reading arbitrary files of the machine that runs the pipeline
+    (``source: ../../../etc/passwd`` in a pull request). The name is checked first, so that what the operating
+    system would refuse (a NUL, a lone surrogate, an over-long name) is a problem, not a crash.
     """
-    candidate = (manifest.parent / source).resolve()
-    if not candidate.is_relative_to(root.resolve()):
-        raise SourceError(
-            f"{source!r} resolves outside the manifest root {root}; data files must live under the "
-            "directory of the manifests"
-        )
-    if not candidate.is_file():
+    _check_source_name(source)
+    try:
+        candidate = (manifest.parent / source).resolve()
+        allowed = [root.resolve() for root in roots]
+    except (OSError, RuntimeError, ValueError) as err:
+        raise SourceError(f"{source!r} cannot be resolved: {getattr(err, 'strerror', None) or err}") from None
+    if not any(candidate.is_relative_to(root) for root in allowed):
+        shown = ", ".join(str(root) for root in allowed)
+        if len(allowed) == 1:
+            where = f"the manifest root {shown}; data files must live under the directory of the manifests"
+        else:
+            where = f"the manifest roots {shown}; data files must live under a directory of the manifests"
+        raise SourceError(f"{source!r} resolves outside {where}")
+    try:
+        found = candidate.is_file()
+    except OSError as err:
+        raise SourceError(f"{source!r} cannot be read: {err.strerror}") from None
+    if not found:
         raise SourceError(f"{source!r}: no such file (looked for {candidate})")
     return candidate
+
+
+def _check_source_name(source: str) -> None:
+    """What no file name can hold, in words: the operating system would only raise."""
+    if "\0" in source:
+        raise SourceError(f"{source!r} holds a NUL character, which no file name can")
+    problem = text_problem(source)
+    if problem is not None:
+        raise SourceError(f"{source!r} {problem}")
+    for part in source.split("/"):
+        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+            shown = part[:40] + "..."
+            raise SourceError(
+                f"the name {shown!r} in source is {len(part.encode('utf-8'))} bytes long; a file name is at most "
+                f"{MAX_NAME_BYTES}"
+            )
+    if len(source.encode("utf-8")) > MAX_PATH_BYTES:
+        raise SourceError(f"source is {len(source.encode('utf-8'))} bytes long; a path is at most {MAX_PATH_BYTES}")
 
 
 def data_format(spec: TaskSuiteSetSpec, data: Path) -> str:

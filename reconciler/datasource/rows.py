@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from reconciler.datasource.values import UnusableValue, Where, checked_json, dotted
 from reconciler.encoding import is_plain_row
 from reconciler.errors import Problem
 
@@ -23,7 +24,6 @@ __all__ = ["MAX_PROBLEMS_PER_FILE", "Reporter", "columns_text", "did_you_mean", 
 #: After this many problems in one data file the rest are counted, not listed: one systematic mistake in a
 #: 100,000-row file should not print 100,000 lines.
 MAX_PROBLEMS_PER_FILE = 50
-_DECODE = json.JSONDecoder().decode
 
 
 class Reporter:
@@ -93,21 +93,32 @@ def stdlib_row(number: int, raw: bytes, report: Reporter) -> dict[str, Any] | No
     """A line as the standard library reads it, or None when it is blank or after reporting why it is no row.
 
     The reference for what a row is: every line orjson refuses or might read differently comes here, so the
-    accepted inputs and the wording of every problem are the standard library's."""
+    accepted inputs and the wording of every problem are the standard library's, less the values no later step
+    could hash or send (``values``: NaN, huge integers, lone surrogates, deep nesting)."""
     if not raw.strip():
         return None
     try:
-        row = _DECODE(raw.decode("utf-8-sig" if number == 1 else "utf-8"))  # editors add BOMs
+        row = checked_json(raw.decode("utf-8-sig" if number == 1 else "utf-8"))  # editors add BOMs
     except UnicodeDecodeError:
         report(number, "not UTF-8 text")
         return None
     except json.JSONDecodeError as err:
         report(number, f"invalid JSON: {err.msg} (column {err.colno})")
         return None
+    except UnusableValue as err:
+        report(number, f"{_in_column(err.path)}{err}")
+        return None
     if not isinstance(row, dict):
         report(number, f"a row must be a JSON object, not {json_type(row)}")
         return None
     return row
+
+
+def _in_column(path: Where) -> str:
+    if not path:
+        return ""
+    inside = f" at {dotted(path[1:])}" if len(path) > 1 else ""
+    return f"in column {path[0]!r}{inside}: "
 
 
 def _delimited_rows(
@@ -141,8 +152,10 @@ def _delimited_rows(
                     yield line, dict(zip(header, values, strict=True))
         except csv.Error as err:
             report(start, f"unreadable {'TSV' if delimiter == chr(9) else 'CSV'}: {err}")
+            return
         except UnicodeDecodeError:
             report(start, "not UTF-8 text")
+            return
     if header is None:
         report(None, "the file is empty; expected a header row naming the columns")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest.assembly import Assembler, manifest_digest
-from reconciler.manifest.files import Document, discover, parse_file
+from reconciler.manifest.files import Document, ManifestFile, discover, parse_file
 from reconciler.manifest.validation import validate
 from reconciler.resources import ProviderConfig, Resource
 from reconciler.speedups import cycle_collection_paused
@@ -39,14 +39,19 @@ class DesiredState:
     ``resources`` maps address to resource in file order (a TaskSuiteSet's suites in data-file order);
     ``providers`` maps provider name to its config; ``skipped`` lists the YAML/JSON files that are not
     manifests (shown with ``-v``); ``digest`` identifies the content (not the layout) of the manifests, for
-    plan files; ``root`` is the common directory of the given paths, which data files may not leave.
+    plan files; ``roots`` are the directories data files may come from (a manifest file's own directory only
+    for that file, when it was named itself), ``root`` the first of them.
     """
 
     resources: dict[str, Resource]
     providers: dict[str, ProviderConfig]
     skipped: list[str]
     digest: str
-    root: Path
+    roots: tuple[Path, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.roots[0] if self.roots else Path.cwd().resolve()
 
 
 def load(paths: Sequence[Path | str]) -> DesiredState:
@@ -57,7 +62,7 @@ def load(paths: Sequence[Path | str]) -> DesiredState:
 
 def _load(paths: Sequence[Path | str]) -> DesiredState:
     problems: list[Problem] = []
-    files, root = discover(paths, problems)
+    files, directories = discover(paths, problems)
     documents: list[Document] = []
     skipped: list[str] = []
     for file in files:
@@ -68,7 +73,7 @@ def _load(paths: Sequence[Path | str]) -> DesiredState:
             documents.extend(parsed)
     checked = [(doc, validate(doc, problems)) for doc in documents]
     rank = {file.display: float(i) for i, file in enumerate(files)}
-    resources, providers = Assembler(root, problems, rank).assemble(checked)
+    resources, providers = Assembler(directories, problems, rank).assemble(checked)
     if problems:
         problems.sort(key=lambda p: (rank.get(p.path, -1.0), p.line if p.line is not None else math.inf))
         raise ManifestError(problems)
@@ -77,5 +82,10 @@ def _load(paths: Sequence[Path | str]) -> DesiredState:
         providers=providers,
         skipped=skipped,
         digest=manifest_digest(resources, providers),
-        root=root,
+        roots=_roots(directories, files),
     )
+
+
+def _roots(directories: list[Path], files: Sequence[ManifestFile]) -> tuple[Path, ...]:
+    own = [file.path.parent.resolve() for file in files if file.named]
+    return tuple(dict.fromkeys([*directories, *own]))

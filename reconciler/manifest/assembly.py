@@ -72,8 +72,8 @@ def _task_name_path(doc: Document) -> tuple[str, str]:
 class Assembler:
     """The checks that need every document at once, and the resources of the documents that pass them."""
 
-    def __init__(self, root: Path, problems: list[Problem], rank: dict[str, float]) -> None:
-        self.root = root
+    def __init__(self, directories: list[Path], problems: list[Problem], rank: dict[str, float]) -> None:
+        self.directories = directories
         self.problems = problems
         self.rank = rank
         self.declared: dict[str, Document] = {}  # provider name -> first document declaring it
@@ -188,11 +188,17 @@ class Assembler:
             return {}
         return {address: make_resource(address=address, kind=kind, provider=provider, spec=spec, source=source)}
 
+    def _roots_of(self, doc: Document) -> list[Path]:
+        """Where a document's data file may be: the named directories, and its file's own directory if that file
+        was named itself (first, so that a refusal names the root the user thinks of)."""
+        own = [doc.file.path.parent] if doc.file.named else []
+        return [*own, *self.directories]
+
     def _suites(self, doc: Document, model: TaskSuiteSetDocument, provider: str) -> dict[str, Resource]:
         """A set's suites, read from its data file; the file's problems sort just after the manifest's."""
         spec = model.spec
         try:
-            data = datasource.resolve_source(spec.source, doc.file.path, self.root)
+            data = datasource.resolve_source(spec.source, doc.file.path, self._roots_of(doc))
             fmt = datasource.data_format(spec, data)
         except datasource.SourceError as err:
             self.problems.append(doc.problem(("spec", "source"), str(err)))

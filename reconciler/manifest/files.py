@@ -2,7 +2,13 @@
 
 A user fixes a manifest by its line numbers, and the checks that follow name fields by path
 (``spec.template.overlap``): each document therefore keeps the YAML nodes it came from, and turns a path
-into a line only when a problem needs one.
+into a line only when a problem needs one. What YAML may hold, and the limits that keep a hostile file from
+exhausting the machine, are ``yaml_input``'s; the same rules hold for JSON read by the standard library.
+
+The directories a TaskSuiteSet's data file may come from are those the user named: every directory given as
+an argument, and, for a manifest file given as an argument itself (or read from standard input), its own
+directory. They never widen to a common parent: ``reconciler validate . /etc/hostname`` lets no manifest read
+``/etc/passwd``.
 """
 
 from __future__ import annotations
@@ -17,8 +23,17 @@ from typing import Any
 
 import yaml
 
+from reconciler.datasource.values import UnusableValue, decode_json, depth_message, dotted, value_problem
 from reconciler.errors import Problem
 from reconciler.kinds import KINDS
+from reconciler.manifest.yaml_input import (
+    MAX_FILE_BYTES,
+    LimitExceeded,
+    Refusal,
+    StrictLoader,
+    check_limits,
+    file_size_message,
+)
 from reconciler.resources import address_of
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -35,22 +50,24 @@ class ManifestFile:
     """A candidate manifest file: the path shown to the user (as they spelled it) and the path to open.
 
     Manifests read from standard input carry their ``content``; their ``path`` is a name in the current
-    directory, so that a TaskSuiteSet's relative ``source`` resolves against it.
+    directory, so that a TaskSuiteSet's relative ``source`` resolves against it. ``named``: given as an argument
+    itself (or standard input), not found in a directory, so its own directory is one its data may come from.
     """
 
     display: str
     path: Path
     content: bytes | None = None
+    named: bool = False
 
 
-def discover(paths: Sequence[Path | str], problems: list[Problem]) -> tuple[list[ManifestFile], Path]:
-    """The files under ``paths``, each once, and their common root (which data files may not leave).
+def discover(paths: Sequence[Path | str], problems: list[Problem]) -> tuple[list[ManifestFile], list[Path]]:
+    """The files under ``paths``, each once, and the directories named among ``paths`` (resolved).
 
-    ``-`` is standard input, read once; the current directory is then a base of the root.
+    ``-`` is standard input, read once (at most ``MAX_FILE_BYTES`` and one more byte, so the limit can be told).
     """
     files: list[ManifestFile] = []
     seen: set[Path] = set()
-    bases: list[str] = []
+    directories: list[Path] = []
     read_stdin = False
     if not paths:
         problems.append(Problem(".", None, None, None, "no manifest files or directories given"))
@@ -59,15 +76,14 @@ def discover(paths: Sequence[Path | str], problems: list[Problem]) -> tuple[list
         if str(given) == STDIN:
             if not read_stdin:
                 read_stdin = True
-                bases.append(str(Path.cwd().resolve()))
-                files.append(ManifestFile(STDIN_DISPLAY, Path.cwd() / STDIN_DISPLAY, sys.stdin.buffer.read()))
+                content = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+                files.append(ManifestFile(STDIN_DISPLAY, Path.cwd() / STDIN_DISPLAY, content, named=True))
             continue
         if path.is_dir():
-            bases.append(str(path.resolve()))
+            directories.append(path.resolve())
             found = _walk(path)
         elif path.is_file():
-            bases.append(str(path.resolve().parent))
-            found = [ManifestFile(os.path.normpath(path), path)]
+            found = [ManifestFile(os.path.normpath(path), path, named=True)]
         else:
             problems.append(Problem(str(given), None, None, None, "no such file or directory"))
             continue
@@ -76,8 +92,7 @@ def discover(paths: Sequence[Path | str], problems: list[Problem]) -> tuple[list
             if real not in seen:
                 seen.add(real)
                 files.append(file)
-    root = Path(os.path.commonpath(bases)) if bases else Path.cwd().resolve()
-    return files, root
+    return files, directories
 
 
 def _walk(directory: Path) -> list[ManifestFile]:
@@ -86,37 +101,12 @@ def _walk(directory: Path) -> list[ManifestFile]:
     for current, dirnames, filenames in os.walk(directory):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in _SKIPPED_DIRECTORIES]
         for name in filenames:
-            if name.lower().endswith(MANIFEST_SUFFIXES):
-                path = Path(current, name)
+            path = Path(current, name)
+            if name.lower().endswith(MANIFEST_SUFFIXES) and path.is_file():  # not a device or pipe behind a link
                 parts = path.relative_to(directory).parts
                 found.append((parts, ManifestFile(os.path.normpath(path), path)))
     found.sort(key=lambda item: item[0])
     return [file for _, file in found]
-
-
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_BaseLoader):
-    """The safe loader, plus: timestamps stay strings (JSON has no dates, and the APIs want text), and
-    repeated keys are noted, since YAML would silently keep only the last one."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[yaml.Node, yaml.Node]] = []
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, _ in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if key.value in seen:
-                        self.duplicates.append((node, key))
-                    seen.add(key.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)
 
 
 class LineMap:
@@ -179,6 +169,8 @@ class Document:
     lines: LineMap
     line: int | None
     duplicates: list[tuple[yaml.Node, yaml.Node]] = field(default_factory=list)
+    #: Values the document may not hold (``yaml_input``), as problems; a document with any goes no further.
+    refused: list[Problem] = field(default_factory=list)
 
     @property
     def kind(self) -> str | None:
@@ -193,8 +185,10 @@ class Document:
 
     @property
     def address(self) -> str | None:
+        """``KIND/NAME``, unless the name holds what cannot be shown on a line (a newline, an escape sequence):
+        that name is reported at its field, and never repeated as the address of every problem of its document."""
         kind, name = self.kind, self.name
-        return address_of(kind, name) if kind in KINDS and name else None
+        return address_of(kind, name) if kind in KINDS and name and name.isprintable() else None
 
     def where(self, path: Sequence[Any] = ()) -> str:
         line = self.lines.line(path) if path else self.line
@@ -209,13 +203,19 @@ class Document:
 
 
 def parse_file(file: ManifestFile, problems: list[Problem]) -> list[Document] | None:
-    """The file's documents if it is a manifest file; None if it is not ours."""
-    try:
-        raw = file.path.read_bytes() if file.content is None else file.content
-    except OSError as err:
-        problems.append(Problem(file.display, None, None, None, f"cannot read: {err.strerror}"))
+    """The file's documents if it is a manifest file; None if it is not ours.
+
+    A file that cannot be parsed, or crosses a limit, is ours only if it mentions ``reconciler/`` at all: a
+    broken template or a huge data file that never does is not ours to judge."""
+    raw = _read(file, problems)
+    if raw is None:
         return []
     ours = b"reconciler/" in raw
+    if len(raw) > MAX_FILE_BYTES:
+        if ours:
+            problems.append(Problem(file.display, None, None, None, file_size_message(MAX_FILE_BYTES + 1)))
+            return []
+        return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -225,17 +225,39 @@ def parse_file(file: ManifestFile, problems: list[Problem]) -> list[Document] | 
         return None
     try:
         documents = _compose(file, text)
+    except LimitExceeded as err:
+        if ours:
+            problems.append(Problem(file.display, err.line, None, None, str(err)))
+            return []
+        return None
     except yaml.YAMLError as err:
-        fallback = _json_fallback(file, text)
+        if _too_deep(err):  # libyaml's own nesting limit, met while the events were still being scanned
+            if ours:
+                problems.append(Problem(file.display, _line_of(err), None, None, depth_message()))
+                return []
+            return None
+        problem, fallback = _json_fallback(file, text, err)
         if fallback is None:
             if not ours:  # a broken file that never mentions us (a template, a fixture) is not ours to judge
                 return None
-            problems.append(_yaml_problem(file, err))
+            problems.append(problem)
             return []
         documents = fallback
     if not any(_declares_ours(doc.data) for doc in documents):
         return None
     return documents
+
+
+def _read(file: ManifestFile, problems: list[Problem]) -> bytes | None:
+    """The file's bytes, at most one more than a manifest may have; None after reporting why it cannot be read."""
+    if file.content is not None:
+        return file.content
+    try:
+        with file.path.open("rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        problems.append(Problem(file.display, None, None, None, f"cannot read: {err.strerror}"))
+        return None
 
 
 def _declares_ours(data: Any) -> bool:
@@ -244,49 +266,83 @@ def _declares_ours(data: Any) -> bool:
 
 
 def _compose(file: ManifestFile, text: str) -> list[Document]:
-    """Node by node rather than ``yaml.load``, so every document keeps the nodes its lines come from."""
-    loader = _Loader(text)
+    """Node by node rather than ``yaml.load``, so every document keeps the nodes its lines come from; the
+    limits are checked on the parser's events first, so nothing oversized is ever composed."""
+    check_limits(text)
+    loader = StrictLoader(text, json_file=file.path.suffix.lower() == ".json")
     documents: list[Document] = []
     try:
         while loader.check_node():
             node = loader.get_node()
-            first_duplicate = len(loader.duplicates)
+            first_duplicate, first_refusal = len(loader.duplicates), len(loader.refusals)
             data = loader.construct_document(node)
             duplicates = loader.duplicates[first_duplicate:]
-            if data is None:
+            refusals = loader.refusals[first_refusal:]
+            if data is None and not refusals:
                 continue
             if isinstance(data, list) and isinstance(node, yaml.SequenceNode):
                 items = zip(node.value, data, strict=True)
             else:
                 items = zip([node], [data], strict=True)
             for item_node, item in items:
-                lines = LineMap(item_node, item_node.start_mark.line + 1)
-                mine = [dup for dup in duplicates if _within(dup[1], item_node)]
-                documents.append(Document(file, item, lines, item_node.start_mark.line + 1, mine))
+                document = Document(file, item, LineMap(item_node, item_node.start_mark.line + 1), None)
+                document.line = item_node.start_mark.line + 1
+                document.duplicates = [dup for dup in duplicates if _within(dup[1], item_node)]
+                document.refused = [_refusal_problem(document, r) for r in refusals if _within(r.node, item_node)]
+                documents.append(document)
     finally:
         loader.dispose()
     return documents
+
+
+def _refusal_problem(doc: Document, refusal: Refusal) -> Problem:
+    if refusal.owner is None:
+        path = doc.lines.path_of(refusal.node)
+    else:
+        path = (*doc.lines.path_of(refusal.owner), *(() if refusal.key is None else (refusal.key,)))
+    return Problem(doc.file.display, refusal.line, doc.address, ".".join(path) or None, refusal.message)
 
 
 def _within(inner: yaml.Node, outer: yaml.Node) -> bool:
     return bool(outer.start_mark.index <= inner.start_mark.index < outer.end_mark.index)
 
 
-def _json_fallback(file: ManifestFile, text: str) -> list[Document] | None:
-    """JSON that YAML 1.1 refuses (tabs before a key, for one): documents without key lines."""
+def _json_fallback(file: ManifestFile, text: str, err: yaml.YAMLError) -> tuple[Problem, list[Document] | None]:
+    """JSON that YAML 1.1 refuses (tabs before a key, for one): documents without key lines, held to the same
+    values as YAML (``values.value_problem``, one problem per document). Else the problem to report if the
+    file is ours: YAML's, unless the JSON is nested too deep to be read at all."""
     if file.path.suffix.lower() != ".json":
-        return None
+        return _yaml_problem(file, err), None
     try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    items = data if isinstance(data, list) else [data]
-    return [Document(file, item, LineMap(None, None), None) for item in items if item is not None]
+        data = decode_json(text)
+    except json.JSONDecodeError:
+        return _yaml_problem(file, err), None
+    except UnusableValue as refused:
+        return Problem(file.display, None, None, None, str(refused)), None
+    documents = []
+    for item in data if isinstance(data, list) else [data]:
+        if item is None:
+            continue
+        document = Document(file, item, LineMap(None, None), None)
+        found = value_problem(item)
+        if found is not None:
+            field = dotted(found[0]) or None
+            document.refused = [Problem(file.display, None, document.address, field, found[1])]
+        documents.append(document)
+    return _yaml_problem(file, err), documents
+
+
+def _too_deep(err: yaml.YAMLError) -> bool:
+    return "maximum nesting depth" in str(getattr(err, "problem", None) or "")
+
+
+def _line_of(err: yaml.YAMLError) -> int | None:
+    mark = getattr(err, "problem_mark", None)
+    return int(mark.line) + 1 if mark is not None else None
 
 
 def _yaml_problem(file: ManifestFile, err: yaml.YAMLError) -> Problem:
-    mark = getattr(err, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
+    line = _line_of(err)
     problem = getattr(err, "problem", None) or str(err)
     context = getattr(err, "context", None)
     detail = f"{problem} ({context})" if context else problem

@@ -45,6 +45,9 @@ def validate(doc: Document, problems: list[Problem]) -> BaseModel | None:
     """The document's model, or None after adding its problems; later stages only see valid documents."""
     before = len(problems)
     problems.extend(_duplicate_keys(doc))
+    if doc.refused:
+        problems.extend(doc.refused)
+        return None
     data = doc.data
     if not isinstance(data, dict):
         found = type(data).__name__

@@ -44,6 +44,16 @@ _STATUS = {s.value: s for s in Status}
 
 #: A summary's columns, then ``member``.
 SUMMARY_COLUMNS = ", ".join(_SUMMARY_FIELDS) + ", member"
+#: The same, with ``status`` read as NULL (which no row can hold) where another column holds a value of the
+#: wrong type: SQLite checks every row's types as it reads it, at no cost to Python, and ``_summaries``
+#: reports such a row as damaged instead of handing out an address that is not text.
+_SOUND_STATUS = (
+    "CASE WHEN typeof(address) = 'text' AND typeof(remote_id) IN ('text', 'null') "
+    "AND typeof(operation_id) IN ('text', 'null') AND (typeof(member) = 'integer' OR (member IS NULL "
+    "AND typeof(kind) = 'text' AND typeof(provider) = 'text' AND typeof(spec_hash) = 'text' "
+    "AND typeof(attempt) = 'integer')) THEN status END"
+)
+_SOUND_SUMMARY_COLUMNS = ", ".join(_SOUND_STATUS if f == "status" else f for f in _SUMMARY_FIELDS) + ", member"
 _RECORD_COLUMNS = (
     "address, kind, provider, spec, spec_hash, status, remote_id, operation_id, attempt, error, "
     "created_at, updated_at, remote, refreshed_at, member"
@@ -66,9 +76,12 @@ class Members:
         if row is None:
             return None
         try:
-            return cls(orjson.loads(row[0]), None if row[1] is None else orjson.loads(row[1]))
+            heads, member_specs = orjson.loads(row[0]), None if row[1] is None else orjson.loads(row[1])
         except orjson.JSONDecodeError as e:
             raise ValueError(f"the members of intent {operation_id} are not JSON ({e})") from e
+        if type(heads) is not list or (specs and (type(member_specs) is not list or len(member_specs) != len(heads))):
+            raise ValueError(f"the members of intent {operation_id} are not lists of one entry per address")
+        return cls(heads, member_specs)
 
 
 class Resolver:
@@ -106,7 +119,8 @@ class Resolver:
             return _record(row)
         op, i = row[7], row[14]
         members = self.members(op)
-        assert members.specs is not None
+        if members.specs is None:
+            raise ValueError(f"the members of intent {op} hold no specs")
         _, kind, provider, spec_hash, attempt, _ = members.heads[i]
         filled = (row[0], kind, provider, None, spec_hash, *row[5:8], attempt, *row[9:])
         return _record(filled, spec=members.specs[i])
@@ -195,7 +209,7 @@ def read_summaries(db: sqlite3.Connection) -> Iterator[ResourceSummary]:
     """Every resource: rows in insertion order, then the addresses only open intents know."""
     overlay = Overlay(db, None, specs=False)
     members = Resolver(db, specs=False)
-    cursor = db.execute(f"SELECT {SUMMARY_COLUMNS} FROM resources")
+    cursor = db.execute(f"SELECT {_SOUND_SUMMARY_COLUMNS} FROM resources")
     while rows := cursor.fetchmany(FETCH_CHUNK):
         resolved = members.summaries(rows)
         if overlay.pending:
@@ -216,7 +230,36 @@ def read_records(db: sqlite3.Connection, addresses: Iterable[str]) -> dict[str, 
         rows = db.execute(sql, chunk).fetchall()
         found.update((row[0], overlay.record(row, members.record)) for row in rows)
     found.update((address, overlay.record_of(address, None)) for address in overlay.unseen())
+    for record in found.values():
+        _check_record(record)
     return found
+
+
+#: What each field of a record read from the state must be; anything else is a damaged row.
+_RECORD_TYPES: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("address", (str,)),
+    ("kind", (str,)),
+    ("provider", (str,)),
+    ("spec", (dict,)),
+    ("spec_hash", (str,)),
+    ("remote_id", (str, type(None))),
+    ("operation_id", (str, type(None))),
+    ("attempt", (int,)),
+    ("error", (str, type(None))),
+    ("created_at", (str,)),
+    ("updated_at", (str,)),
+    ("remote", (dict, type(None))),
+    ("refreshed_at", (str, type(None))),
+)
+
+
+def _check_record(record: ResourceRecord) -> None:
+    """Raise ValueError for a record with a field of the wrong type: the few records a command reads are
+    checked whole, so a damaged row is reported as such, not met as a crash wherever the field is used."""
+    for name, types in _RECORD_TYPES:
+        value = getattr(record, name)
+        if type(value) not in types:
+            raise ValueError(f"the resource row {record.address!r} holds {type(value).__name__} as its {name}")
 
 
 def stored_summary(db: sqlite3.Connection, address: str) -> tuple[Any, ...] | None:
@@ -261,6 +304,8 @@ def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
         for a, k, p, h, s, r, o, n in rows:
             yield ResourceSummary(a, k, p, h, status[s], r, o, n)
     except KeyError:
+        if s is None:
+            raise ValueError(f"the resource row {a!r} holds a value of the wrong type") from None
         raise ValueError(f"resource {a} has the unknown status {s!r}") from None
 
 

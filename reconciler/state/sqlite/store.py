@@ -378,6 +378,8 @@ class SqliteStateStore:
         return StateError(f"the state {self.path} is damaged: {detail}")
 
     def _error(self, e: sqlite3.Error) -> StateError:
+        if isinstance(e, sqlite3.OperationalError) and "Could not decode to UTF-8" in str(e):
+            return StateError(f"the state {self.path} is damaged: a text column holds bytes that are not UTF-8 ({e})")
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
             return StateError(f"{self.path}: the state file stayed busy for {BUSY_TIMEOUT:g}s; is a process stuck?")
         return StateError(f"{self.path}: {e}")
