@@ -30,6 +30,14 @@ KINDS = RESOURCE_KINDS + PROVIDER_KINDS
 #: Toloka's limit on the suites of one create request: the bound of ``batch_size``, and the client's batch limit.
 TOLOKA_MAX_BATCH_ITEMS = 5000
 
+#: Seconds one request may take in all (connecting, sending, the whole answer): the default of a provider's
+#: ``request_timeout``, and its bound.
+DEFAULT_REQUEST_TIMEOUT = 120.0
+MAX_REQUEST_TIMEOUT = 3600.0
+#: Seconds apply waits for a Toloka operation to finish: the default of ``operation_timeout``, and its bound.
+DEFAULT_OPERATION_TIMEOUT = 600.0
+MAX_OPERATION_TIMEOUT = 86400.0
+
 #: Which provider type serves each resource kind.
 PROVIDER_TYPE_OF_KIND = {PERFTEST_TASK: "perftest", TASK_SUITE: "toloka", TASK_SUITE_SET: "toloka"}
 PROVIDER_KIND_OF_TYPE = {"perftest": PERFTEST_PROVIDER, "toloka": TOLOKA_PROVIDER}
@@ -256,6 +264,13 @@ class PerfTestProviderSpec(_Strict):
     region: str = Field(pattern=r"^[a-z0-9-]+$", description="e.g. cn-north-4")
     credentials: PerfTestCredentials
     rate_limit: float = Field(default=50.0, gt=0, le=10000, description="Requests per second, at most.")
+    request_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_REQUEST_TIMEOUT,
+        description=f"Seconds one request may take in all: connect, send, the whole answer "
+        f"(default {DEFAULT_REQUEST_TIMEOUT:g}).",
+    )
 
 
 class TolokaCredentials(_Strict):
@@ -274,6 +289,20 @@ class TolokaProviderSpec(_Strict):
         ge=1,
         le=TOLOKA_MAX_BATCH_ITEMS,
         description="Suites per create request (Toloka takes at most 5,000).",
+    )
+    request_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_REQUEST_TIMEOUT,
+        description=f"Seconds one request may take in all: connect, send, the whole answer "
+        f"(default {DEFAULT_REQUEST_TIMEOUT:g}).",
+    )
+    operation_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_OPERATION_TIMEOUT,
+        description=f"Seconds apply waits for a batch's operation to finish before leaving it for the next run "
+        f"(default {DEFAULT_OPERATION_TIMEOUT:g}).",
     )
 
 

@@ -219,6 +219,8 @@ def apply_plan(
 
     settings = _provider_configs(plan, {a.provider for a in plan.applied()})
     clients = build_clients(settings, environ=environ, sandbox=sandbox)
+    for client in clients.values():
+        client.http.send_guard = guard
     try:
         with cycle_collection_paused():
             applier = Applier(

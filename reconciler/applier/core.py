@@ -20,9 +20,11 @@ only dispatches to them by the client's type (``PROVIDER_MODULES``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
@@ -131,24 +133,34 @@ class Applier:
     # --- doing it ----------------------------------------------------------------------------------------------
 
     def _run_calls(self, calls: Iterable[Call | NotSent]) -> None:
-        """Record intents and settlements on this thread while the pool runs the calls (see the module)."""
+        """Record intents and settlements on this thread while the pool runs the calls (see the module). The calls
+        a settlement hands its addresses over to (``Settlement.then``) are recorded as it is settled, and go
+        before the next new one."""
         done: queue.SimpleQueue[tuple[Call, Future[Settlement]]] = queue.SimpleQueue()
+        handed_over: deque[Call] = deque()
         in_flight = 0
         failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
             try:
                 pending = iter(calls)
-                for call in pending:
+                while True:
+                    call = handed_over.popleft() if handed_over else next(pending, None)
                     if isinstance(call, NotSent):
                         self._not_sent(call)
                         continue
-                    # One settlement taken per intent recorded, so the workers always have the next call.
-                    if in_flight >= self.parallelism or not done.empty():
+                    if call is None and not in_flight:
+                        break
+                    # One settlement taken per intent recorded, so the workers always have the next call; and one
+                    # whenever there is nothing new to record, as it may hand over more.
+                    if call is None or in_flight >= self.parallelism or not done.empty():
                         settled = done.get()
                         in_flight -= 1  # before settling: a settlement that raises is no longer in flight
-                        self._settle(*settled)
+                        handed_over.extend(self._settle(*settled))
+                    if call is None:
+                        continue
                     if self.stop.is_set():
-                        self._result.skipped += call.size + sum(c.size for c in pending if isinstance(c, Call))
+                        rest = (*handed_over, *pending)
+                        self._result.skipped += call.size + sum(c.size for c in rest if isinstance(c, Call))
                         break
                     self._record_intent(call)
                     future = pool.submit(self._guarded, call)
@@ -191,11 +203,15 @@ class Applier:
             )
         )
 
-    def _settle(self, call: Call, future: Future[Settlement]) -> None:
+    def _settle(self, call: Call, future: Future[Settlement]) -> list[Call]:
+        """Record what became of ``call``; returns the calls it hands its addresses over to, recorded (none once
+        stopping: then the settlement's own account stands, and its intent stays open for the next run)."""
         settlement = future.result()  # a call's unexpected error is raised here, on the writing thread
         op = call.intent.operation_id
         for event in settlement.events:
             self._emit(event)
+        if settlement.then and not self.stop.is_set():
+            return self._hand_over(call, settlement.then)
         if settlement.outcomes or settlement.resolved:
             self._record(op, settlement.outcomes, resolved=settlement.resolved)
         if settlement.adopted is not None:
@@ -209,6 +225,16 @@ class Applier:
             if self._result.stopped_by is None:
                 self._result.stopped_by = settlement.stop
             self.stop.set()
+        return []
+
+    def _hand_over(self, call: Call, successors: Sequence[Call]) -> list[Call]:
+        """Record the intents of the calls that take ``call``'s addresses over, then close its intent. An address
+        reads as the newest open intent that covers it, so wherever a crash falls in between, the next run
+        finds each address with one owner (``applier/toloka.py`` says how it settles the rest)."""
+        for successor in successors:
+            self._record_intent(successor)
+        self._record(call.intent.operation_id, [], resolved=True)
+        return [dataclasses.replace(successor, resources=None) for successor in successors]
 
     def _record(self, operation_id: str, outcomes: Sequence[Outcome], *, resolved: bool) -> None:
         failpoints.hit("after_send")

@@ -7,15 +7,25 @@ log, whose entries carry each item's index and so map back to addresses. A creat
 client cannot read (``OutcomeUnknownError``) was acted on: its operation is read by id, as after a lost answer.
 
 Suites are grouped by pool and options (the options are the request's query parameters, shared by a batch),
-then cut at the provider's batch size and at ``MAX_BATCH_INPUT_BYTES`` of inputs. Batches are cut as the
-core asks for them, so the first is on its way before the others are measured.
+then cut at the provider's batch size and at ``MAX_BATCH_INPUT_BYTES`` of inputs, as ``inputs_bound`` measures
+them: more than any plausible count of Toloka's "1 MiB of input values". Batches are cut as the core asks for
+them, so the first is on its way before the others are measured.
+
+A batch Toloka refuses as too large (413) created nothing, whatever Toloka counts. Once a read of its operation
+confirms that, the batch hands its addresses over to its two halves, each a new intent with a new operation
+id (``Settlement.then``: the core records them, then closes the refused one), and a half refused in turn is
+split again; only a single suite too large by itself fails. The rest of the run cuts its batches smaller.
+After a crash in the middle, the refused intent may still be open while halves hold some of its addresses:
+an address reads as the newest intent that covers it, so its resolution sends nothing under its own id again
+and hands the addresses it still holds to one new batch.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from reconciler.applier.work import (
@@ -26,7 +36,7 @@ from reconciler.applier.work import (
     batch_operation_id,
     pending_resources,
 )
-from reconciler.encoding import content_hash, dumps
+from reconciler.encoding import content_hash
 from reconciler.errors import EndpointError, OutcomeUnknownError, PermanentProviderError, ProviderError
 from reconciler.plan import Action
 from reconciler.providers.toloka import (
@@ -36,14 +46,39 @@ from reconciler.providers.toloka import (
     TolokaClient,
     batch_request,
     created_ids,
+    inputs_bound,
     item_results,
+    too_large,
 )
-from reconciler.state.base import Intent, Outcome, StateStore, Status
+from reconciler.state.base import Intent, Outcome, PendingResource, ResourceRecord, StateStore, Status
 
 INTENT_ACTION = "toloka_batch"
 #: Uploads at once, per provider: while Toloka acknowledges one batch the next is already on its way, so it
 #: is never left waiting for this process to start the next upload; more only compete for the same CPU.
 UPLOADS_AT_ONCE = 2
+TOO_LARGE_WHY = (
+    "Toloka refused their batch as too large and created none of it; run apply again to send it in smaller batches"
+)
+
+Request = tuple[list[dict[str, Any]], dict[str, bool]]
+
+
+@dataclass
+class BatchBudget:
+    """How large a batch may be: ``items`` suites, ``input_bytes`` of inputs (as ``inputs_bound`` measures them).
+
+    A batch Toloka refuses as too large shrinks it to half that batch for the rest of the run, so the batches
+    still to be cut fit at once rather than each being refused and split in turn.
+    """
+
+    items: int
+    input_bytes: int
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def shrink_below(self, items: int, input_bytes: int) -> None:
+        with self._lock:
+            self.items = max(1, min(self.items, items // 2))
+            self.input_bytes = max(1, min(self.input_bytes, input_bytes // 2))
 
 
 class TolokaModule:
@@ -63,68 +98,110 @@ class TolokaModule:
         self.client = client
         self.store = store
         self.lineage = lineage
-        self.batch_size = min(client.batch_size, MAX_BATCH_ITEMS)
-        self.max_batch_input_bytes = max_batch_input_bytes
+        self.budget = BatchBudget(min(client.batch_size, MAX_BATCH_ITEMS), max_batch_input_bytes)
         self._uploads = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
 
     def creations(self, actions: list[Action]) -> Iterator[Call | NotSent]:
-        for batch in cut_batches(actions, batch_size=self.batch_size, max_input_bytes=self.max_batch_input_bytes):
-            specs = [a.spec or {} for a in batch]
-            items, options = batch_request(specs)
-            intent = Intent(
-                operation_id=batch_operation_id(self.lineage, batch),
-                provider=self.name,
-                action=INTENT_ACTION,
-                addresses=tuple([a.address for a in batch]),
-                fingerprint=batch_fingerprint([a.spec_hash or "" for a in batch]),
-                detail={"options": options, "pool_id": specs[0].get("pool_id"), "items": len(items)},
-            )
-            yield Call(intent, pending_resources(batch), functools.partial(self._send, intent, items, options))
+        for batch in cut_batches(actions, self.budget):
+            yield self._call(pending_resources(batch), batch_operation_id(self.lineage, batch))
 
     def resolution(self, intent: Intent) -> Call:
-        """Read the operation; if Toloka never accepted it, send the recorded request again under its id."""
-        return Call(intent, None, functools.partial(self._resolve, intent, self._recorded_request(intent)))
-
-    def _recorded_request(self, intent: Intent) -> tuple[list[dict[str, Any]], dict[str, bool]] | None:
-        """The request as the intent recorded it, rebuilt from the recorded specs; None if they no longer match
-        its fingerprint. Read here, on the writing thread: the state is not read from workers."""
+        """Read the operation; if Toloka never accepted it, send the recorded request again under its id. An
+        intent whose addresses halves of a split hold in part was refused as too large: its own go to a new
+        batch. Read here, on the writing thread: the state is not read from workers."""
         records = self.store.get_many(addresses=intent.addresses)
-        specs = [records[a].spec for a in intent.addresses]
-        if batch_fingerprint([content_hash(spec) for spec in specs]) != intent.fingerprint:
-            return None
-        return batch_request(specs)
+        op = intent.operation_id
+        own = [a for a in intent.addresses if (r := records.get(a)) is None or r.operation_id == op]
+        if len(own) < len(intent.addresses):
+            rest = _members(intent, records, own)
+            return Call(intent, None, functools.partial(self._hand_over_rest, intent, rest))
+        members = _members(intent, records, own) if _recorded(intent, records) else None
+        return Call(intent, None, functools.partial(self._resolve, intent, members))
+
+    def _call(self, members: list[PendingResource], operation_id: str | None = None) -> Call:
+        """A batch create of ``members`` under a new intent (its id made from the members unless given)."""
+        specs = [m.spec for m in members]
+        items, options = batch_request(specs)
+        detail: dict[str, Any] = {"options": options, "pool_id": specs[0].get("pool_id"), "items": len(items)}
+        replaced = {m.address: m.replaces for m in members if m.replaces}
+        if replaced:  # what a split needs to carry on, since a pending address's row does not say it
+            detail["replaces"] = replaced
+        intent = Intent(
+            operation_id=operation_id or batch_operation_id(self.lineage, members),
+            provider=self.name,
+            action=INTENT_ACTION,
+            addresses=tuple([m.address for m in members]),
+            fingerprint=batch_fingerprint([m.spec_hash for m in members]),
+            detail=detail,
+        )
+        return Call(intent, members, functools.partial(self._send, intent, members, (items, options)))
 
     # --- on a worker thread ------------------------------------------------------------------------------------
 
-    def _send(self, intent: Intent, items: list[dict[str, Any]], options: dict[str, bool]) -> Settlement:
+    def _send(self, intent: Intent, members: list[PendingResource], request: Request) -> Settlement:
+        items, options = request
         try:
             with self._uploads:
                 self.client.create_task_suites_async(operation_id=intent.operation_id, items=items, options=options)
         except EndpointError as err:
             failed = [Outcome(a, Status.FAILED, error=f"not sent: {err}") for a in intent.addresses]
             return Settlement(failed, resolved=True, stop=str(err))
-        except OutcomeUnknownError:
-            # Toloka answered 2xx in a shape we cannot read: it acted. Read the operation by its id; until it is
-            # read the intent stays open, and the next run reads it again (never a new operation id).
-            return self._collect(intent)
+        except OutcomeUnknownError as err:
+            # Toloka may have acted (a 2xx we cannot read, an answer over its cap or late, a redirect). Read the
+            # operation by its id; until it is read the intent stays open, and the next run reads it again (never
+            # a new operation id). What made the outcome unknown stays in the message.
+            settled = self._collect(intent)
+            if settled.unresolved:
+                settled.why = f"{err}; then {settled.why}"
+            return settled
         except PermanentProviderError as err:
+            if too_large(err):
+                return self._split(intent, members, err)
             failed = [Outcome(a, Status.FAILED, error=f"rejected: {err}") for a in intent.addresses]
             return Settlement(failed, resolved=True)
         except ProviderError as err:
             return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
         return self._collect(intent)
 
-    def _resolve(self, intent: Intent, request: tuple[list[dict[str, Any]], dict[str, bool]] | None) -> Settlement:
+    def _resolve(self, intent: Intent, members: list[PendingResource] | None) -> Settlement:
         try:
             operation = self.client.get_operation(intent.operation_id)
         except ProviderError as err:
             return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
         if operation is not None:
             return self._collect(intent)
-        if request is None:
+        if members is None:
             why = "the recorded request no longer matches its intent; the state may be damaged"
             return Settlement(unresolved=intent.addresses, why=why)
-        return self._send(intent, *request)
+        return self._send(intent, members, batch_request([m.spec for m in members]))
+
+    def _split(self, intent: Intent, members: list[PendingResource], err: ProviderError) -> Settlement:
+        """A batch refused as too large: in two halves, each of about half its inputs, once a read of its
+        operation confirms that nothing was accepted under its id (an earlier attempt might have been)."""
+        try:
+            accepted = self.client.get_operation(intent.operation_id) is not None
+        except ProviderError as read_err:
+            return Settlement(unresolved=intent.addresses, why=f"{read_err}; run apply again to resolve it")
+        if accepted:
+            return self._collect(intent)
+        sizes = [inputs_bound([m.spec]) for m in members]
+        if len(members) == 1:
+            error = (
+                f"rejected: {err}; this suite alone is too large for one request (up to {sizes[0]} bytes of inputs): "
+                "give it fewer tasks or smaller input values"
+            )
+            return Settlement([Outcome(members[0].address, Status.FAILED, error=error)], resolved=True)
+        self.budget.shrink_below(len(members), sum(sizes))
+        cut = _middle(sizes)
+        halves = [self._call(members[:cut]), self._call(members[cut:])]
+        return Settlement(unresolved=intent.addresses, why=TOO_LARGE_WHY, then=halves)
+
+    def _hand_over_rest(self, intent: Intent, members: list[PendingResource]) -> Settlement:
+        """An intent whose split was interrupted: the halves recorded hold their addresses; the rest go to one
+        new batch. Nothing is sent under the refused intent's id again."""
+        if not members:
+            return Settlement(resolved=True)
+        return Settlement(unresolved=[m.address for m in members], why=TOO_LARGE_WHY, then=[self._call(members)])
 
     def _collect(self, intent: Intent) -> Settlement:
         """Wait for a sent batch's operation and read what its log says became of each suite."""
@@ -140,8 +217,52 @@ class TolokaModule:
         return Settlement(read.outcomes, resolved=not read.missing, unresolved=read.missing, why=why)
 
 
-def cut_batches(actions: Sequence[Action], *, batch_size: int, max_input_bytes: int) -> Iterator[list[Action]]:
-    """Group suites by pool and options, then cut at ``batch_size`` items and ``max_input_bytes`` of inputs."""
+def _recorded(intent: Intent, records: Mapping[str, ResourceRecord]) -> bool:
+    """Whether the recorded specs still make the request the intent recorded (its fingerprint)."""
+    if any(a not in records for a in intent.addresses):
+        return False
+    specs = [records[a].spec for a in intent.addresses]
+    return batch_fingerprint([content_hash(spec) for spec in specs]) == intent.fingerprint
+
+
+def _members(intent: Intent, records: Mapping[str, ResourceRecord], addresses: Sequence[str]) -> list[PendingResource]:
+    """The members of ``intent`` at ``addresses``, as its pending records read."""
+    replaced = intent.detail.get("replaces") or {}
+    return [
+        PendingResource(a, r.kind, r.provider, r.spec, r.spec_hash, r.attempt, replaced.get(a))
+        for a in addresses
+        if (r := records.get(a)) is not None
+    ]
+
+
+def _middle(sizes: Sequence[int]) -> int:
+    """Where to cut items of these sizes in two of about equal size; neither half empty."""
+    half, total = sum(sizes) / 2, 0
+    for cut, size in enumerate(sizes[:-1], start=1):
+        total += size
+        if total >= half:
+            return cut
+    return len(sizes) - 1
+
+
+def cut_batches(actions: Sequence[Action], budget: BatchBudget) -> Iterator[list[Action]]:
+    """Group suites by pool and options, then cut each group into batches within ``budget``, read again for
+    every batch (a refusal may shrink it meanwhile)."""
+    for members in _groups(actions):
+        start, whole = 0, True
+        while start < len(members):
+            chunk = members[start : start + budget.items]
+            limit = budget.input_bytes
+            # A whole chunk is measured at once, at the cost of one encoding; once a group's batches are cut by
+            # size, that is wasted, and each suite is measured alone.
+            if not (whole and _fits_whole(chunk, limit)):
+                whole = False
+                chunk = _within(chunk, limit)
+            start += len(chunk)
+            yield chunk
+
+
+def _groups(actions: Sequence[Action]) -> list[list[Action]]:
     groups: dict[tuple[str, tuple[tuple[str, Any], ...]], list[Action]] = {}
     group: list[Action] = []
     last_pool: object = None
@@ -155,39 +276,21 @@ def cut_batches(actions: Sequence[Action], *, batch_size: int, max_input_bytes: 
             last_pool, last_options = pool, options
             group = groups.setdefault((str(pool), tuple(sorted((options or {}).items()))), [])
         group.append(action)
-    limit = min(batch_size, MAX_BATCH_ITEMS)
-    for members in groups.values():
-        for start in range(0, len(members), limit):
-            chunk = members[start : start + limit]
-            # The whole specs bound their inputs from above and cost one C call to measure; only a batch that
-            # may be too large pays for extracting its inputs.
-            if (
-                len(dumps([a.spec for a in chunk])) <= max_input_bytes
-                or len(dumps([_inputs(a) for a in chunk])) <= max_input_bytes
-            ):
-                yield chunk
-            else:
-                yield from _cut_by_input_size(chunk, max_input_bytes)
+    return list(groups.values())
 
 
-def _cut_by_input_size(members: list[Action], max_input_bytes: int) -> list[list[Action]]:
-    batches: list[list[Action]] = []
-    batch: list[Action] = []
+def _fits_whole(chunk: Sequence[Action], limit: int) -> bool:
+    return inputs_bound([a.spec or {} for a in chunk]) <= limit
+
+
+def _within(chunk: list[Action], limit: int) -> list[Action]:
+    """The longest start of ``chunk`` whose inputs fit in ``limit``, measured suite by suite; at least one."""
     size = 0
-    for action in members:
-        item_size = len(dumps(_inputs(action)))
-        if batch and size + item_size > max_input_bytes:
-            batches.append(batch)
-            batch, size = [], 0
-        batch.append(action)
-        size += item_size
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def _inputs(action: Action) -> list[Any]:
-    return [task.get("input_values") for task in (action.spec or {}).get("tasks") or []]
+    for count, action in enumerate(chunk):
+        size += inputs_bound([action.spec or {}])
+        if size > limit and count:
+            return chunk[:count]
+    return chunk
 
 
 class ReadLog(NamedTuple):

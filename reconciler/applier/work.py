@@ -15,6 +15,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from reconciler.applier.events import ApplyEvent
 from reconciler.plan import Action, ActionType
@@ -29,8 +30,23 @@ def operation_id(lineage: str, address: str, spec_hash: str, attempt: int) -> st
     return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|{address}|{spec_hash}|{attempt}"))
 
 
-def batch_operation_id(lineage: str, actions: Sequence[Action]) -> str:
-    """The id of a call that creates several addresses at once."""
+class Member(Protocol):
+    """What names an address's part in a call: an ``Action``, or a ``PendingResource`` an intent recorded."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def spec_hash(self) -> str | None: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+
+def batch_operation_id(lineage: str, actions: Sequence[Member]) -> str:
+    """The id of a call that creates several addresses at once. Its members name it, so a batch split in
+    two gets two new ids, and a batch is never cut again with the same members once its intent is recorded
+    (an address leaves an intent only with an outcome, or to a newer intent)."""
     members = "|".join([f"{a.address}@{a.spec_hash}#{a.attempt}" for a in actions])
     digest = hashlib.sha256(members.encode("utf-8")).hexdigest()
     return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|batch|{digest}"))
@@ -62,7 +78,13 @@ def pending_resources(actions: Sequence[Action]) -> list[PendingResource]:
 class Settlement:
     """What became of a call: ``outcomes`` to record (``resolved`` closes the intent), addresses whose outcome
     is still unknown (``unresolved``, with ``why``), the remote id of an object adopted after an interrupted
-    create, events to show, and ``stop`` when nothing more should be sent."""
+    create, events to show, and ``stop`` when nothing more should be sent.
+
+    ``then``: calls that take all the call's addresses over, when it is known to have created nothing and its
+    addresses are better sent otherwise (a batch Toloka refused as too large, in two halves). The core records
+    their intents, then closes this one, and sends them; when it stops first, the rest of the settlement is
+    what it records, so it says what holds without them (the addresses unresolved, the intent open).
+    """
 
     outcomes: list[Outcome] = field(default_factory=list)
     resolved: bool = False
@@ -71,6 +93,7 @@ class Settlement:
     adopted: str | None = None
     events: list[ApplyEvent] = field(default_factory=list)
     stop: str | None = None
+    then: list[Call] = field(default_factory=list)
 
 
 @dataclass

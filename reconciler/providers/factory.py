@@ -115,6 +115,7 @@ def _perftest_client(
         token=token,
         rate_limit=float(settings.get("rate_limit") or 50.0),
         credentials_hint=hint,
+        request_timeout=settings.get("request_timeout"),
         **http_options,
     )
 
@@ -139,6 +140,8 @@ def _toloka_client(
             rate_limit=rate,
             batch_size=batch_size,
             credentials_hint="the sandbox Toloka key",
+            request_timeout=settings.get("request_timeout"),
+            operation_timeout=settings.get("operation_timeout"),
             **http_options,
         )
     token_env = credentials.get("token_env")
@@ -157,6 +160,8 @@ def _toloka_client(
         rate_limit=rate,
         batch_size=batch_size,
         credentials_hint=f"the Toloka {kind} in ${token_env}",
+        request_timeout=settings.get("request_timeout"),
+        operation_timeout=settings.get("operation_timeout"),
         **http_options,
     )
 

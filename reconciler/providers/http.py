@@ -26,18 +26,29 @@ How httpx failures and statuses map::
     UnsupportedProtocol, LocalProtocolError, InvalidURL     -> PermanentProviderError (bug or bad endpoint)
     2xx                                                     -> the response (with a JSON body, if asked)
     2xx with a body that is not JSON                        -> idempotent: retry; else OutcomeUnknownError
+    2xx larger than the route's cap, or any answer not
+      complete by the request's deadline                    -> never retried (it would be the same again):
+                                                               a read: TransientProviderError; a change that
+                                                               may have arrived: OutcomeUnknownError, even when
+                                                               it is safe to resend (the caller resolves it)
+    3xx to a change (any method but GET)                    -> OutcomeUnknownError: redirects are not followed
+                                                               (credentials go to the endpoint only), and a
+                                                               server that redirects a change may have made it
     429 (payload.interval HOUR or DAY)                      -> TransientProviderError: quota exhausted
     429 (otherwise)                                         -> retry after Retry-After / a part of a minute
     408, 5xx                                                -> idempotent: retry; else OutcomeUnknownError
     401, 403                                                -> PermanentProviderError naming what to check
-    other statuses                                          -> PermanentProviderError with the API's code
+    other statuses (3xx to a read included)                 -> PermanentProviderError with the API's code
+
+Every attempt has a deadline for the whole exchange (``request_timeout``: connect, send, the whole answer),
+besides httpx's per-read timeout, and every answer a cap on what is read of it (``max_bytes``, set per route
+by the clients; an error answer is read up to ``MAX_ERROR_BODY`` and shown in part): see ``bounds``.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
-import json
 import logging
 import random
 import ssl
@@ -53,8 +64,25 @@ import httpx
 import orjson
 
 from reconciler.encoding import dumps
-from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
+from reconciler.errors import (
+    OutcomeUnknownError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+from reconciler.kinds import DEFAULT_REQUEST_TIMEOUT
+from reconciler.providers import bounds
 from reconciler.providers.endpoints import endpoint_error, host_port
+from reconciler.providers.quoting import (
+    ApiError,
+    api_error,
+    location,
+    request_id,
+    size,
+    trim,
+)
+from reconciler.providers.ratelimit import RateLimiter, Sleep
+from reconciler.providers.settings import override_variable
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +92,14 @@ RETRY_AFTER_CAP = 60.0
 #: Toloka's 429 with ``payload.interval == "MIN"`` and no ``Retry-After``: the per-minute quota refills within
 #: the minute, so waiting a third of one usually suffices without stalling the run for long.
 MINUTE_QUOTA_WAIT = 20.0
-#: Error bodies can be whole HTML pages; the user needs the first line, not the page.
-MAX_ERROR_TEXT = 300
+#: What is read of an error answer: its code and message come first, and the user sees the start of it.
+MAX_ERROR_BODY = 64 * 1024
+#: What is read of a 2xx answer to a route that names no cap of its own.
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+#: Methods that only read: a 2xx, 3xx or late answer to any other may mean the server acted.
+_READS = frozenset({"GET", "HEAD"})
 
-Sleep = Callable[[float], None]
+
 Params = Mapping[str, str | int | float | bool]
 
 # Failures after which the request certainly did not reach the server: the connection was never made.
@@ -89,74 +121,6 @@ class HttpOptions(TypedDict, total=False):
     rng: random.Random
 
 
-class RateLimiter:
-    """A token bucket (in its GCRA form), shared by every thread using one client.
-
-    Each caller reserves the next free slot under the lock and sleeps outside it, so threads queue fairly and
-    a slow sleeper never blocks the others from reserving. ``burst`` requests may go back to back.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        burst: int = 1,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
-        self._interval = 1.0 / rate
-        self._tolerance = (burst - 1) * self._interval
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tat = float("-inf")  # theoretical arrival time of the next request
-
-    def acquire(self) -> float:
-        """Wait for a slot; returns how long this call waited."""
-        with self._lock:
-            now = self._clock()
-            wait = max(0.0, self._tat - self._tolerance - now)
-            self._tat = max(self._tat, now) + self._interval
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
-@dataclass(frozen=True)
-class ApiError:
-    """What an error response said, whichever of the three error shapes it used."""
-
-    code: str | None
-    message: str
-    payload: Any
-    request_id: str | None
-
-
-def api_error(response: httpx.Response) -> ApiError:
-    """Read ``{code, message, payload}`` (CPTS, Toloka) or ``{error_code, error_msg}`` (the API gateway)."""
-    request_id = response.headers.get("X-Request-Id")
-    try:
-        body = json.loads(response.content) if response.content else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        text = response.text.strip() if response.content else ""
-        return ApiError(None, _trim(text) or response.reason_phrase or "no details", None, request_id)
-    code = body.get("code") or body.get("error_code")
-    message = body.get("message") or body.get("error_msg") or ""
-    request_id = request_id or body.get("request_id")
-    return ApiError(
-        str(code) if code is not None else None,
-        _trim(str(message)) or response.reason_phrase or "no details",
-        body.get("payload"),
-        str(request_id) if request_id is not None else None,
-    )
-
-
 def json_body(response: httpx.Response, *, idempotent: bool, provider: str = "") -> Any:
     """Parse a 2xx body; a body that is not JSON means we cannot tell what happened.
 
@@ -168,7 +132,7 @@ def json_body(response: httpx.Response, *, idempotent: bool, provider: str = "")
     except ValueError:
         request = response.request
         what = f"{request.method} {request.url.path}"
-        detail = f"{what} answered {response.status_code} with a body that is not JSON: {_trim(response.text)!r}"
+        detail = f"{what} answered {response.status_code} with a body that is not JSON: {trim(response.text)!r}"
         if idempotent:
             raise TransientProviderError(detail, provider=provider, status=response.status_code) from None
         raise OutcomeUnknownError(
@@ -219,6 +183,7 @@ class HttpClient:
         auth: httpx.Auth | None,
         rate_limit: float,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        request_timeout: float | None = None,
         max_retries: int = 6,
         backoff_base: float = 0.2,
         backoff_max: float = 30,
@@ -234,6 +199,9 @@ class HttpClient:
         self.provider = provider
         self._auth = auth
         self._timeout = timeout
+        # Each attempt's deadline, for the whole exchange; None: the default. Not in ``HttpOptions``, as the
+        # provider document sets it (``request_timeout``) and the clients pass it on.
+        self._request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -244,6 +212,9 @@ class HttpClient:
         self._auth_hint = auth_hint
         self._limiter = RateLimiter(rate_limit)
         self._lock = threading.Lock()
+        #: Called before every attempt of every request, after the rate limiter's wait: the state lock's lease
+        #: check during apply (``reconciler.state.lock``), as close to the socket as the client can put it.
+        self.send_guard: Callable[[], None] | None = None
         self._client: httpx.Client | None = None
         self._closed = False
         # Set once a connection to the host was made. Until then, a refused connection is a wrong endpoint
@@ -271,6 +242,7 @@ class HttpClient:
                     verify=_ssl_context(),
                     headers={"Accept": "application/json"},
                 )
+                bounds.install(self._client)
             return self._client
 
     def close(self) -> None:
@@ -296,9 +268,14 @@ class HttpClient:
         params: Params | None = None,
         json: Any = None,
         idempotent: bool,
+        max_bytes: int = DEFAULT_MAX_BODY,
     ) -> httpx.Response:
-        """Send with retries; returns only a 2xx response, raises a ``ProviderError`` for everything else."""
-        response, _ = self._send(method, path, params=params, body=json, idempotent=idempotent, want_json=False)
+        """Send with retries; returns only a 2xx response, raises a ``ProviderError`` for everything else.
+
+        ``max_bytes``: the most read of a 2xx answer; more is an error (see the module's table)."""
+        response, _ = self._send(
+            method, path, params=params, body=json, idempotent=idempotent, want_json=False, max_bytes=max_bytes
+        )
         return response
 
     def request_json(
@@ -309,9 +286,12 @@ class HttpClient:
         params: Params | None = None,
         json: Any = None,
         idempotent: bool,
+        max_bytes: int = DEFAULT_MAX_BODY,
     ) -> Any:
         """Like ``request``, and the 2xx body parsed; a malformed body is retried only when safe."""
-        _, body = self._send(method, path, params=params, body=json, idempotent=idempotent, want_json=True)
+        _, body = self._send(
+            method, path, params=params, body=json, idempotent=idempotent, want_json=True, max_bytes=max_bytes
+        )
         return body
 
     def _send(
@@ -323,8 +303,10 @@ class HttpClient:
         body: Any,
         idempotent: bool,
         want_json: bool,
+        max_bytes: int,
     ) -> tuple[httpx.Response, Any]:
         what = f"{method} {self._base_path}{path}"
+        changes = method.upper() not in _READS
         content = None if body is None else dumps(body)
         headers = {"Content-Type": "application/json"} if content is not None else None
         query = {k: _query_value(v) for k, v in (params or {}).items()}
@@ -332,8 +314,13 @@ class HttpClient:
         maybe_sent = False  # whether an earlier attempt of this very request may have reached the service
         while True:
             self._limiter.acquire()
+            if self.send_guard is not None:
+                self.send_guard()
             try:
-                response = self._http().request(method, path, params=query, content=content, headers=headers)
+                response = self._exchange(method, path, query, content, headers, max_bytes)
+            except bounds.Overrun as over:
+                self._reached = self._reached or over.sent
+                raise self._overrun(over, what, changes=changes, maybe_sent=maybe_sent) from None
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 retry = self._transport_failure(exc, what, idempotent, maybe_sent)
                 maybe_sent = maybe_sent or not isinstance(exc, _NOT_SENT)
@@ -347,7 +334,7 @@ class HttpClient:
                     except TransientProviderError as exc:
                         retry = _Retry(exc.message, status=response.status_code)
                 else:
-                    retry = self._status_failure(response, what, idempotent)
+                    retry = self._status_failure(response, what, idempotent, changes=changes)
             if attempt >= self._max_retries:
                 raise TransientProviderError(
                     f"{what} still failing after {attempt + 1} attempts: {retry.reason}; try again later",
@@ -360,6 +347,60 @@ class HttpClient:
             log.info("%s: %s failed (%s); retry %d in %.2fs", self.provider, what, retry.reason, attempt + 1, delay)
             self._sleep(delay)
             attempt += 1
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        content: bytes | None,
+        headers: dict[str, str] | None,
+        max_bytes: int,
+    ) -> httpx.Response:
+        """One attempt, within its deadline: the answer read whole (an error answer in part), or ``Overrun``."""
+        http = self._http()
+        with bounds.deadline(self._request_timeout) as limit:
+            request = http.build_request(method, path, params=query, content=content, headers=headers)
+            try:
+                response = http.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                if limit.expired or limit.left() <= 0:
+                    raise bounds.Overrun("deadline", sent=not isinstance(exc, _NOT_SENT)) from exc
+                raise
+            try:
+                success = response.is_success
+                cap = max_bytes if success else MAX_ERROR_BODY
+                body = bounds.read_body(response, cap=cap, limit=limit, truncate=not success)
+            except httpx.HTTPError as exc:
+                if limit.expired or limit.left() <= 0:
+                    raise bounds.Overrun("deadline", status=response.status_code) from exc
+                raise
+            finally:
+                response.close()
+        return bounds.with_body(response, body)
+
+    def _overrun(self, over: bounds.Overrun, what: str, *, changes: bool, maybe_sent: bool) -> ProviderError:
+        """The error for an answer that ran into a bound: never retried, as the next would too."""
+        if over.kind == "cap":
+            detail = (
+                f"{what} answered {over.status} with more than {size(over.cap)}; reading stopped there: no real "
+                "answer is that large, so the server (or a proxy in between) misbehaves"
+            )
+        else:
+            variable = override_variable(self.provider, "request_timeout") if self.provider else "request_timeout"
+            detail = (
+                f"{what} did not complete within {self._request_timeout:g}s, the deadline of one request "
+                "(connect, send and the whole answer): the server answers too slowly or trickles; if it is merely "
+                f"slow, raise the provider's request_timeout (or {variable})"
+            )
+        if changes and (over.sent or maybe_sent):
+            return OutcomeUnknownError(
+                f"{detail}; the request may have taken effect, resolve it before resending",
+                provider=self.provider,
+                status=over.status,
+            )
+        tail = "nothing was sent" if changes else "nothing is concluded from it; try again later"
+        return TransientProviderError(f"{detail}; {tail}", provider=self.provider, status=over.status)
 
     def _delay(self, attempt: int, asked: float | None) -> float:
         """Full jitter (AWS's "exponential backoff and jitter"), or what the server asked plus a little jitter
@@ -378,14 +419,14 @@ class HttpClient:
             if wrong is not None:
                 raise wrong(provider=self.provider) from exc
         if isinstance(exc, _NOT_SENT):
-            return _Retry(f"could not connect to {self._host} ({name}: {_trim(str(exc)) or 'no details'})")
+            return _Retry(f"could not connect to {self._host} ({name}: {trim(str(exc)) or 'no details'})")
         if isinstance(exc, (*_LOCAL, httpx.InvalidURL)):
             raise PermanentProviderError(
-                f"{what} could not be sent ({name}: {_trim(str(exc))}); check the provider's endpoint",
+                f"{what} could not be sent ({name}: {trim(str(exc))}); check the provider's endpoint",
                 provider=self.provider,
             ) from exc
         self._reached = True  # a read or write failed, so a connection was made
-        reason = f"{name}: {_trim(str(exc)) or 'no details'}"
+        reason = f"{name}: {trim(str(exc)) or 'no details'}"
         if not idempotent:
             raise OutcomeUnknownError(
                 f"{what} may or may not have taken effect: the request was sent but no answer came back "
@@ -394,10 +435,19 @@ class HttpClient:
             ) from exc
         return _Retry(reason)
 
-    def _status_failure(self, response: httpx.Response, what: str, idempotent: bool) -> _Retry:
+    def _status_failure(self, response: httpx.Response, what: str, idempotent: bool, *, changes: bool) -> _Retry:
         status = response.status_code
         err = api_error(response)
         asked = parse_retry_after(response.headers.get("Retry-After"))
+        if 300 <= status < 400 and changes:
+            raise OutcomeUnknownError(
+                f"{what} was answered with a redirect ({status}{location(response)}), which reconciler does not "
+                "follow (credentials go to the configured endpoint only); a server that redirects a change may "
+                "have made it, so resolve it before resending, and check the provider's endpoint",
+                provider=self.provider,
+                status=status,
+                code=err.code,
+            )
         if status == 429:
             interval = err.payload.get("interval") if isinstance(err.payload, dict) else None
             if interval in ("HOUR", "DAY"):
@@ -416,27 +466,30 @@ class HttpClient:
             if not idempotent:
                 raise OutcomeUnknownError(
                     f"{what} may or may not have taken effect: the server answered {status} ({err.message})"
-                    f"{_request_id(err)}; resolve it before resending",
+                    f"{request_id(err)}; resolve it before resending",
                     provider=self.provider,
                     status=status,
                     code=err.code,
                 )
             return _Retry(f"server answered {status}: {err.message}", status=status, code=err.code, wait=asked)
-        self._refuse(what, status, err)
+        self._refuse(what, status, err, location(response))
 
-    def _refuse(self, what: str, status: int, err: ApiError) -> NoReturn:
+    def _refuse(self, what: str, status: int, err: ApiError, location: str = "") -> NoReturn:
         if status == 401:
             detail = f"authentication failed: {err.message}; check {self._auth_hint}"
         elif status == 403:
             detail = f"access denied: {err.message}; check {self._auth_hint} and the permissions they grant"
         elif 300 <= status < 400:
-            detail = f"unexpected redirect ({err.message}); check the provider's endpoint"
+            detail = (
+                f"unexpected redirect{location} ({err.message}), not followed: credentials go to the configured "
+                "endpoint only; check the provider's endpoint"
+            )
         else:
             detail = f"refused: {err.message}"
             if err.payload:
-                detail += f" {_trim(dumps(err.payload).decode('utf-8'))}"
+                detail += f" {trim(dumps(err.payload).decode('utf-8'))}"
         raise PermanentProviderError(
-            f"{what} {detail}{_request_id(err)}", provider=self.provider, status=status, code=err.code
+            f"{what} {detail}{request_id(err)}", provider=self.provider, status=status, code=err.code
         )
 
 
@@ -446,17 +499,8 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _request_id(err: ApiError) -> str:
-    return f" [request id {err.request_id}]" if err.request_id else ""
-
-
 def _query_value(value: str | int | float | bool) -> str:
     """Both APIs spell booleans ``true``/``false``; Python would say ``True``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _trim(text: str, limit: int = MAX_ERROR_TEXT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -11,7 +11,7 @@ Two IDs must not be confused: the path's ``{cloud}`` is the 32-hex *cloud* proje
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
@@ -20,6 +20,7 @@ import httpx
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError, TransientProviderError
 from reconciler.providers import signing
 from reconciler.providers.http import HttpClient, HttpOptions
+from reconciler.providers.quoting import excerpt
 
 #: The code CPTS answers (with HTTP 403) for a task or test project that does not exist or was deleted.
 MISSING_CODE = "SVCSTG.CPTS.4032002"
@@ -27,6 +28,10 @@ MISSING_CODE = "SVCSTG.CPTS.4032002"
 PAGE_SIZE = 100
 #: A listing that has not ended after this many pages is a server ignoring our paging: stop, do not spin.
 MAX_PAGES = 10_000
+#: The most read of one answer, per route, far above any real one (a create answers ~100 bytes, a task ~2 KB,
+#: a page of 100 tasks ~50 KB, and a server that ignores ``limit`` and lists 5,000 at once ~2.5 MB), so that a
+#: server sending without end meets an error, not the machine's memory.
+RESPONSE_CAPS = {"create": 1 << 20, "task": 4 << 20, "listing": 32 << 20}
 
 
 class AkSkAuth(httpx.Auth):
@@ -105,8 +110,12 @@ class PerfTestClient:
         rate_limit: float,
         credentials_hint: str | None = None,
         page_size: int = PAGE_SIZE,
+        request_timeout: float | None = None,
+        response_caps: Mapping[str, int] | None = None,
         **http_options: Unpack[HttpOptions],
     ) -> None:
+        """``request_timeout``: seconds each request may take in all (None: ``http``'s default);
+        ``response_caps``: caps that replace some of ``RESPONSE_CAPS``."""
         auth: httpx.Auth
         if access_key and secret_key:
             auth = AkSkAuth(access_key=access_key, secret_key=secret_key, cloud_project_id=cloud_project_id)
@@ -119,8 +128,15 @@ class PerfTestClient:
         self.name = name
         self.cloud_project_id = cloud_project_id
         self.page_size = page_size
+        self.caps = {**RESPONSE_CAPS, **(response_caps or {})}
         self.http = HttpClient(
-            endpoint, provider=name, auth=auth, rate_limit=rate_limit, auth_hint=hint, **http_options
+            endpoint,
+            provider=name,
+            auth=auth,
+            rate_limit=rate_limit,
+            auth_hint=hint,
+            request_timeout=request_timeout,
+            **http_options,
         )
 
     def close(self) -> None:
@@ -138,7 +154,7 @@ class PerfTestClient:
         """Create a task and return its id; never resent once it may have reached the server."""
         path = f"/v3/{self.cloud_project_id}/tasks"
         try:
-            answer = self.http.request_json("POST", path, json=body, idempotent=False)
+            answer = self.http.request_json("POST", path, json=body, idempotent=False, max_bytes=self.caps["create"])
         except PermanentProviderError as err:
             if err.code == MISSING_CODE:
                 raise self._missing_project(body.get("project_id"), err) from err
@@ -147,7 +163,7 @@ class PerfTestClient:
         if isinstance(task_id, bool) or not isinstance(task_id, int | str) or not str(task_id).isdigit():
             # 2xx means the server acted; without an id we cannot know what it made.
             raise OutcomeUnknownError(
-                f"POST {path} answered success without a task_id ({str(answer)[:200]}); the task may exist, "
+                f"POST {path} answered success without a task_id ({excerpt(answer)}); the task may exist, "
                 f"resolve it before resending",
                 provider=self.name,
             )
@@ -159,7 +175,7 @@ class PerfTestClient:
         """The task's ``taskInfo`` with its ``id`` added, or None if CPTS says it does not exist."""
         path = f"/v1/{self.cloud_project_id}/tasks/{task_id}"
         try:
-            answer = self.http.request_json("GET", path, idempotent=True)
+            answer = self.http.request_json("GET", path, idempotent=True, max_bytes=self.caps["task"])
         except PermanentProviderError as err:
             if err.code == MISSING_CODE:
                 return None
@@ -167,7 +183,7 @@ class PerfTestClient:
         info = answer.get("taskInfo") if isinstance(answer, dict) else None
         if not isinstance(info, dict):
             raise PermanentProviderError(
-                f"GET {path} answered without taskInfo ({str(answer)[:200]})", provider=self.name
+                f"GET {path} answered without taskInfo ({excerpt(answer)})", provider=self.name
             )
         return {**info, "id": task_id}
 
@@ -222,7 +238,9 @@ class PerfTestClient:
         def fetch(offset: int) -> list[dict[str, Any]]:
             params = {"offset": offset, "limit": self.page_size}
             try:
-                answer = self.http.request_json("GET", path, params=params, idempotent=True)
+                answer = self.http.request_json(
+                    "GET", path, params=params, idempotent=True, max_bytes=self.caps["listing"]
+                )
             except PermanentProviderError as err:
                 if err.code == MISSING_CODE:
                     raise self._missing_project(test_project_id, err) from err
@@ -233,7 +251,7 @@ class PerfTestClient:
                 what = "without a tasks list" if tasks is None else "an unexpected tasks list"
                 raise TransientProviderError(
                     f"could not read the task listing of test project {test_project_id}: GET {path} answered "
-                    f"{what} ({str(answer)[:200]})",
+                    f"{what} ({excerpt(answer)})",
                     provider=self.name,
                 )
             return tasks

@@ -1,8 +1,9 @@
 """Provider settings and their ``RECONCILER_<PROVIDER NAME>_<FIELD>`` overrides from the environment.
 
-What a provider points at (endpoint, region, rate limit, batch size) without any client: planning, ``show``
-and the check of the environment before a plan is printed need this and nothing else, so this module imports
-neither httpx nor the clients (a test holds it to that). Credentials are not here: ``factory`` reads them,
+What a provider points at and how it is paced (endpoint, region, rate limit, batch size, the bounds on each
+request and on the wait for a Toloka operation) without any client: planning, ``show`` and the check of the
+environment before a plan is printed need this and nothing else, so this module imports neither httpx nor the
+clients (a test holds it to that). Credentials are not here: ``factory`` reads them,
 and only when it builds the clients to apply.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from reconciler.errors import ConfigError
-from reconciler.kinds import TOLOKA_MAX_BATCH_ITEMS, endpoint_problem
+from reconciler.kinds import MAX_OPERATION_TIMEOUT, MAX_REQUEST_TIMEOUT, TOLOKA_MAX_BATCH_ITEMS, endpoint_problem
 
 
 class ProviderSettings(Protocol):
@@ -37,9 +38,11 @@ class ProviderSettings(Protocol):
 
 #: Settings the environment may override, per provider type.
 OVERRIDABLE_FIELDS = {
-    "perftest": ("endpoint", "region", "cloud_project_id", "rate_limit"),
-    "toloka": ("endpoint", "rate_limit", "batch_size"),
+    "perftest": ("endpoint", "region", "cloud_project_id", "rate_limit", "request_timeout"),
+    "toloka": ("endpoint", "rate_limit", "batch_size", "request_timeout", "operation_timeout"),
 }
+#: Settings in seconds, and the manifest's own bound on each (``kinds.py``).
+SECONDS_FIELDS = {"request_timeout": MAX_REQUEST_TIMEOUT, "operation_timeout": MAX_OPERATION_TIMEOUT}
 #: The tool's own variables, which no provider's override may be taken for (a provider called ``require``
 #: would otherwise claim ``RECONCILER_REQUIRE_POSTGRES``). Where each is read: ``cli/options.py``
 #: (``RECONCILER_STATE``, ``RECONCILER_WORKSPACE``), ``failpoints.py``, and the tests (``.ci/run``).
@@ -142,6 +145,11 @@ def _parse_override(provider: str, field: str, variable: str, raw: str) -> Any:
         if 0 < rate <= MAX_RATE_LIMIT:  # False for NaN too
             return rate
         problem = f"must be a number of requests per second, above 0 and at most {MAX_RATE_LIMIT:g}"
+    elif field in SECONDS_FIELDS:
+        seconds = _number(value)
+        if 0 < seconds <= SECONDS_FIELDS[field]:  # False for NaN too
+            return seconds
+        problem = f"must be a number of seconds, above 0 and at most {SECONDS_FIELDS[field]:g}"
     elif field == "batch_size":
         if value.isascii() and value.isdigit() and 1 <= int(value) <= TOLOKA_MAX_BATCH_ITEMS:
             return int(value)
@@ -155,6 +163,14 @@ def _parse_override(provider: str, field: str, variable: str, raw: str) -> Any:
     if problem:
         raise ConfigError(f"provider {provider}: {variable}={_quote(value)} {problem}")
     return value
+
+
+def _number(value: str) -> float:
+    """``value`` as a number, NaN when it is none."""
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan
 
 
 def _quote(value: str) -> str:

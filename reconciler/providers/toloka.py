@@ -6,6 +6,9 @@ a read, and a 409 simply means "the first attempt got through; read that operati
 marked with ``__item_idx`` (as the official client does); Toloka echoes it in the operation log, which is how
 log entries map back to the caller's items. This module is the one place that knows those shapes: what a
 batch request holds (``batch_request``) and what its log says of each item (``created_ids``, ``item_results``).
+
+Every answer is read up to its route's cap (``RESPONSE_CAPS``) within the request's deadline (``http``), and an
+operation is waited for up to the provider's ``operation_timeout``; past it, the batch is left for the next run.
 """
 
 from __future__ import annotations
@@ -17,20 +20,59 @@ from typing import Any, NamedTuple, Unpack
 
 import httpx
 
+from reconciler.encoding import dumps
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError, ProviderError, TransientProviderError
-from reconciler.kinds import TOLOKA_MAX_BATCH_ITEMS
+from reconciler.kinds import DEFAULT_OPERATION_TIMEOUT, TOLOKA_MAX_BATCH_ITEMS
 from reconciler.providers.http import HttpClient, HttpOptions
+from reconciler.providers.quoting import excerpt
+from reconciler.providers.settings import override_variable
 
 API_PATH = "/api/v1"
 #: The official client sends the first; one old example spells it the second way.
 BATCH_CREATE_TYPES = frozenset({"TASK_SUITE.BATCH_CREATE", "TASK_SUITE.BATCH.CREATE"})
 DONE_STATUSES = frozenset({"SUCCESS", "FAIL"})
+#: The most read of one answer, per route, far above any real one (an operation is ~1 KB; a log echoes a batch
+#: of at most 5,000 suites, some MiB; a page of suites is at most ``list_task_suites``'s 1,000), so that a server
+#: sending without end meets an error, not the machine's memory.
+RESPONSE_CAPS = {"create": 1 << 20, "operation": 1 << 20, "log": 64 << 20, "listing": 64 << 20, "suite": 16 << 20}
+#: How long an operation Toloka does not know is waited for, at most: then it was not accepted after all.
+MISSING_OPERATION_WAIT = 30.0
+#: What is kept of Toloka's reasons for refusing one item.
+MAX_VALIDATION_TEXT = 1000
 ITEM_IDX = "__item_idx"
 OPTION_NAMES = ("allow_defaults", "open_pool", "skip_invalid_items")
 #: Suites per create request, at most.
 MAX_BATCH_ITEMS = TOLOKA_MAX_BATCH_ITEMS
-#: Input values per create request, at most (their JSON size, in bytes).
+#: Input values per create request, at most: "1 MiB", in Toloka's words, which do not say how they are counted;
+#: so a batch is measured by ``input_bytes_bound``, which no plausible way of counting them exceeds.
 MAX_BATCH_INPUT_BYTES = 1024 * 1024
+#: What counting a task's values with their key and object adds: ``{"input_values": `` and ``}, ``.
+TASK_ENVELOPE_BYTES = 20
+_NON_ASCII = bytes(range(0x80, 0x100))
+
+
+def input_bytes_bound(encoded: bytes, tasks: int) -> int:
+    """At least the size of the input values in ``encoded`` (compact UTF-8 JSON, as ``dumps`` writes it) of
+    ``tasks`` tasks, however a server counts them: compact, or with a space after every ``,`` and ``:``; in
+    UTF-8, or in ASCII with ``\\uXXXX`` escapes (2, 3 and 4 UTF-8 bytes become 6, 6 and 12: two more per byte at
+    most); with or without each task's key and object. Every comma and colon counts, those inside strings too,
+    so it errs on the large side, at the cost of one pass of C per count."""
+    size = len(encoded) + encoded.count(b",") + encoded.count(b":") + TASK_ENVELOPE_BYTES * tasks
+    if not encoded.isascii():
+        size += 2 * (len(encoded) - len(encoded.translate(None, _NON_ASCII)))
+    return size
+
+
+def inputs_bound(suites: Sequence[Mapping[str, Any]]) -> int:
+    """``input_bytes_bound`` of the suites' input values alone."""
+    inputs = [task.get("input_values") for suite in suites for task in suite.get("tasks") or ()]
+    return input_bytes_bound(dumps(inputs), len(inputs))
+
+
+def too_large(err: ProviderError) -> bool:
+    """Whether Toloka refused a request as too large (413, ``REQUEST_ENTITY_TOO_LARGE``, or a gateway's bare
+    413): it created nothing, and smaller requests may pass."""
+    return err.status == 413
 
 
 def batch_request(suites: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, bool]]:
@@ -98,6 +140,7 @@ def item_results(log: Sequence[Any], count: int) -> list[ItemResult | None]:
 
 
 def _validation_message(output: Any) -> str:
+    """Toloka's reasons for refusing an item, as the state records them: server text, so quoted by ``excerpt``."""
     if not isinstance(output, dict) or not output:
         return "rejected by Toloka validation"
     parts = []
@@ -106,7 +149,7 @@ def _validation_message(output: Any) -> str:
             parts.append(f"{field_name}: {problem.get('code', '')} {problem.get('message', '')}".strip())
         else:
             parts.append(f"{field_name}: {problem}")
-    return "; ".join(parts)
+    return excerpt("; ".join(parts), MAX_VALIDATION_TEXT)
 
 
 @dataclass(frozen=True)
@@ -131,7 +174,7 @@ class Operation:
         """An answer that is no operation cannot be read: a ``TransientProviderError`` (it proves nothing)."""
         operation = cls.read(raw)
         if operation is None:
-            raise TransientProviderError(f"could not read an operation from {str(raw)[:200]}", provider=provider)
+            raise TransientProviderError(f"could not read an operation from {excerpt(raw)}", provider=provider)
         return operation
 
     @classmethod
@@ -219,13 +262,20 @@ class TolokaClient:
         rate_limit: float,
         batch_size: int = MAX_BATCH_ITEMS,
         credentials_hint: str | None = None,
+        request_timeout: float | None = None,
+        operation_timeout: float | None = None,
+        response_caps: Mapping[str, int] | None = None,
         **http_options: Unpack[HttpOptions],
     ) -> None:
-        """``batch_size``: suites per create request, as the provider document sets it."""
+        """``batch_size``: suites per create request; ``request_timeout``: seconds each request may take in all;
+        ``operation_timeout``: seconds ``wait_operation`` waits; each as the provider document sets it, None for
+        the default. ``response_caps``: caps that replace some of ``RESPONSE_CAPS``."""
         if not token:
             raise ValueError("TolokaClient needs a token")
         self.name = name
         self.batch_size = min(batch_size, MAX_BATCH_ITEMS)
+        self.operation_timeout = DEFAULT_OPERATION_TIMEOUT if operation_timeout is None else operation_timeout
+        self.caps = {**RESPONSE_CAPS, **(response_caps or {})}
         self._sleep = http_options.get("sleep", time.sleep)
         self.http = HttpClient(
             endpoint.rstrip("/") + API_PATH,
@@ -233,6 +283,7 @@ class TolokaClient:
             auth=ApiKeyAuth(token=token, scheme=scheme),
             rate_limit=rate_limit,
             auth_hint=credentials_hint or f"the Toloka {'API key' if scheme == 'ApiKey' else 'OAuth token'}",
+            request_timeout=request_timeout,
             **http_options,
         )
 
@@ -261,7 +312,9 @@ class TolokaClient:
         params.update({name: bool(options.get(name, False)) for name in OPTION_NAMES})
         body = [item if ITEM_IDX in item else {**item, ITEM_IDX: idx} for idx, item in enumerate(items)]
         try:
-            answer = self.http.request_json("POST", "/task-suites", params=params, json=body, idempotent=True)
+            answer = self.http.request_json(
+                "POST", "/task-suites", params=params, json=body, idempotent=True, max_bytes=self.caps["create"]
+            )
         except PermanentProviderError as err:
             if err.status != 409 or err.code != "OPERATION_ALREADY_EXISTS":
                 raise
@@ -284,7 +337,7 @@ class TolokaClient:
             return operation
         raise OutcomeUnknownError(
             f"POST {API_PATH}/task-suites answered success, but not with batch create operation {operation_id} "
-            f"({str(answer)[:200]}); Toloka acted on it: read the operation by its id before anything else",
+            f"({excerpt(answer)}); Toloka acted on it: read the operation by its id before anything else",
             provider=self.name,
             operation_id=operation_id,
         )
@@ -304,14 +357,14 @@ class TolokaClient:
 
     def get_operation(self, operation_id: str) -> Operation | None:
         """The operation, or None if Toloka never accepted it (then it is safe to send)."""
-        answer = self._get_or_none(f"/operations/{operation_id}")
+        answer = self._get_or_none(f"/operations/{operation_id}", self.caps["operation"])
         if answer is None:
             return None
         operation = Operation.read(answer)
         if operation is None:  # it exists (Toloka answered 2xx), but what it says cannot be read
             raise TransientProviderError(
                 f"could not read operation {operation_id}: GET {API_PATH}/operations/{operation_id} answered "
-                f"{str(answer)[:200]}",
+                f"{excerpt(answer)}",
                 provider=self.name,
                 operation_id=operation_id,
             )
@@ -321,20 +374,25 @@ class TolokaClient:
         self,
         operation_id: str,
         *,
-        timeout: float = 600.0,
-        missing_timeout: float = 30.0,
+        timeout: float | None = None,
+        missing_timeout: float = MISSING_OPERATION_WAIT,
         poll_initial: float = 0.05,
         poll_max: float = 2.0,
     ) -> Operation:
-        """Poll until the operation is SUCCESS or FAIL; polls grow from ``poll_initial`` to ``poll_max``.
+        """Poll until the operation is SUCCESS or FAIL, for ``timeout`` seconds at most (None: the provider's
+        ``operation_timeout``); polls grow from ``poll_initial`` to ``poll_max``.
 
         An operation that reports its ``progress`` is polled again when, at the pace it has gone so far, it
         should be done (kept within ``poll_initial`` and ``poll_max``): a pause that only doubles oversleeps the
         end by up to half the wait, and apply's last batches are waited for with nothing else left to do.
 
-        An operation that stays unknown for ``missing_timeout`` was not accepted after all: waiting the full
-        ``timeout`` for it would only delay the next run, which resends it under the same id.
+        An operation that stays unknown for ``missing_timeout`` (never longer than ``timeout``) was not accepted
+        after all: waiting the full ``timeout`` for it would only delay the next run, which resends it under the
+        same id. An operation still running at ``timeout`` raises ``TransientProviderError`` saying what the user
+        can do: nothing is lost, as the next apply picks up its result.
         """
+        limit = self.operation_timeout if timeout is None else timeout
+        missing_timeout = min(missing_timeout, limit)
         start = time.monotonic()
         waited = 0.0
         delay = poll_initial
@@ -351,21 +409,28 @@ class TolokaClient:
                     provider=self.name,
                     operation_id=operation_id,
                 )
-            if elapsed >= timeout:
-                status = operation.status if operation is not None else "not found"
-                raise TransientProviderError(
-                    f"operation {operation_id} did not finish within {timeout:g}s (last status: {status}); "
-                    f"it keeps running on the server, run again later to pick up its result",
-                    provider=self.name,
-                    operation_id=operation_id,
-                )
+            if elapsed >= limit and operation is not None:
+                raise self._still_running(operation, limit)
             pause = delay
             expected = _time_left(operation, elapsed)
             if expected is not None:
                 pause = min(max(expected, poll_initial), poll_max)
+            pause = min(pause, max(limit - elapsed, poll_initial))  # so the bound is kept, not overslept
             self._sleep(pause)
             waited += pause
             delay = min(poll_max, delay * 2)
+
+    def _still_running(self, operation: Operation, waited: float) -> TransientProviderError:
+        """Why apply leaves a batch open after ``waited`` seconds, and what the user can do about it."""
+        variable = override_variable(self.name, "operation_timeout")
+        return TransientProviderError(
+            f"operation {operation.id} is still {operation.status} after {waited:g}s, the provider's "
+            f"operation_timeout; it keeps running on Toloka and nothing is lost: its batch stays pending in the "
+            f"state, and the next apply picks up its result (run apply again later), or raise operation_timeout "
+            f"in the provider document (or {variable}) to wait longer",
+            provider=self.name,
+            operation_id=operation.id,
+        )
 
     def operation_log(self, operation_id: str) -> list[LogEntry]:
         return [LogEntry.from_json(entry) for entry in self.operation_log_json(operation_id)]
@@ -373,10 +438,12 @@ class TolokaClient:
     def operation_log_json(self, operation_id: str) -> list[Any]:
         """The log's entries as Toloka sent them: a reader that recognises a healthy log by itself spares a
         5,000-suite batch as many ``LogEntry`` objects, and leaves any other log to ``LogEntry.from_json``."""
-        answer = self.http.request_json("GET", f"/operations/{operation_id}/log", idempotent=True)
+        answer = self.http.request_json(
+            "GET", f"/operations/{operation_id}/log", idempotent=True, max_bytes=self.caps["log"]
+        )
         if not isinstance(answer, list):
             raise PermanentProviderError(
-                f"the log of operation {operation_id} is not a list ({str(answer)[:200]})",
+                f"the log of operation {operation_id} is not a list ({excerpt(answer)})",
                 provider=self.name,
                 operation_id=operation_id,
             )
@@ -385,9 +452,15 @@ class TolokaClient:
     # --- task suites ---------------------------------------------------------------------------------------
 
     def get_task_suite(self, suite_id: str) -> dict[str, Any] | None:
-        answer = self._get_or_none(f"/task-suites/{suite_id}")
-        if answer is not None and not isinstance(answer, dict):
-            raise PermanentProviderError(f"task suite {suite_id} is not an object", provider=self.name)
+        """The suite, or None if Toloka says it does not exist. An answer that is not that suite (not an
+        object, or without its id) is an error: ``state import`` records what this returns as proof."""
+        answer = self._get_or_none(f"/task-suites/{suite_id}", self.caps["suite"])
+        if answer is not None and (not isinstance(answer, dict) or str(answer.get("id")) != suite_id):
+            raise PermanentProviderError(
+                f"could not read task suite {suite_id}: GET {API_PATH}/task-suites/{suite_id} answered "
+                f"{excerpt(answer)}",
+                provider=self.name,
+            )
         return answer
 
     def list_task_suites(
@@ -406,12 +479,14 @@ class TolokaClient:
                 params["id_gt"] = after
             if created_gte is not None:
                 params["created_gte"] = created_gte
-            answer = self.http.request_json("GET", "/task-suites", params=params, idempotent=True)
+            answer = self.http.request_json(
+                "GET", "/task-suites", params=params, idempotent=True, max_bytes=self.caps["listing"]
+            )
             items = answer.get("items") if isinstance(answer, dict) else None
             if not isinstance(items, list):
                 raise TransientProviderError(
                     f"could not read the task suites of pool {pool_id}: GET {API_PATH}/task-suites answered without "
-                    f"items ({str(answer)[:200]})",
+                    f"items ({excerpt(answer)})",
                     provider=self.name,
                 )
             yield from items
@@ -420,10 +495,10 @@ class TolokaClient:
                 return
             after = str(last)
 
-    def _get_or_none(self, path: str) -> Any:
+    def _get_or_none(self, path: str, max_bytes: int) -> Any:
         """GET, with Toloka's ``404 DOES_NOT_EXIST`` as None; another 404 (wrong endpoint) stays an error."""
         try:
-            return self.http.request_json("GET", path, idempotent=True)
+            return self.http.request_json("GET", path, idempotent=True, max_bytes=max_bytes)
         except ProviderError as err:
             if err.status == 404 and err.code == "DOES_NOT_EXIST":
                 return None

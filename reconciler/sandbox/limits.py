@@ -1,8 +1,14 @@
-"""Throttling as the real services do it: requests per second and task suites per minute, in rolling windows.
+"""Throttling as the real services do it: requests per second and task suites per minute, in rolling windows;
+and the size of one request.
 
 A client that ignores these limits works against the sandbox and then fails in production, so the sandbox
 enforces them by default (300 Toloka requests/s, 200 calls/s per CPTS API, 100,000 suites a minute); tests and
 benchmarks raise or lower them through ``SandboxServer``'s keyword arguments (``None`` turns a limit off).
+
+Per request, a Toloka create takes at most 5,000 suites in synchronous mode, and at most 1 MiB of input values
+in either mode (``413 REQUEST_ENTITY_TOO_LARGE``, nothing created). Toloka does not say how it counts that
+mebibyte; the sandbox counts one plausible way, the values themselves as compact UTF-8 JSON
+(``toloka_suites.input_values_bytes``), and a client must stay under every plausible way.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ class Limits:
     perftest_requests_per_second: float | None = 200  # per API (route), as the gateway counts
     suites_per_minute: int | None = 100_000
     max_sync_suites: int = 5_000
-    max_input_bytes: int = 1024 * 1024
+    max_input_bytes: int = 1024 * 1024  # as counted by ``toloka_suites.input_values_bytes``
 
 
 class RollingWindow:

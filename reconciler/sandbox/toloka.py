@@ -15,7 +15,7 @@ from .ledger import MissingObject
 from .limits import Limits
 from .responses import json_response, toloka_error
 from .runtime import sandbox_of
-from .toloka_suites import SuiteOptions, SuiteQuery, toloka_time
+from .toloka_suites import SuiteOptions, SuiteQuery, input_values_bytes, toloka_time
 from .toloka_world import OperationExists, SuitesInvalid, TolokaWorld
 from .validation import FieldErrors
 
@@ -79,16 +79,6 @@ def _time(request: Request, name: str) -> str | None:
     return toloka_time(moment.timestamp())
 
 
-def _input_bytes(items: list[Any]) -> int:
-    total = 0
-    for item in items:
-        tasks = item.get("tasks") if isinstance(item, dict) else None
-        for task in tasks if isinstance(tasks, list) else []:
-            if isinstance(task, dict):
-                total += len(json.dumps(task.get("input_values"), ensure_ascii=False).encode("utf-8"))
-    return total
-
-
 def _keyed(errors: dict[int, FieldErrors]) -> dict[str, FieldErrors]:
     return {str(index): problem for index, problem in sorted(errors.items())}
 
@@ -110,18 +100,20 @@ def _creation_params(request: Request) -> tuple[bool, SuiteOptions, str | None]:
     return async_mode, options, operation_id
 
 
-def _too_large(request: Request, limits: Limits, body: bytes, items: list[Any], async_mode: bool) -> Response | None:
+def _too_large(request: Request, limits: Limits, items: list[Any], async_mode: bool) -> Response | None:
     if not async_mode and len(items) > limits.max_sync_suites:
         return toloka_error(
             request,
             413,
             f"At most {limits.max_sync_suites} task suites in a synchronous request, got {len(items)}",
         )
-    if len(body) > limits.max_input_bytes and _input_bytes(items) > limits.max_input_bytes:
+    size = input_values_bytes(items)
+    if size > limits.max_input_bytes:
         return toloka_error(
             request,
             413,
-            f"The input_values of one request add up to more than {limits.max_input_bytes} bytes",
+            f"The input_values of one request add up to {size} bytes, more than {limits.max_input_bytes} "
+            "(each task's input_values as compact UTF-8 JSON)",
         )
     return None
 
@@ -145,7 +137,7 @@ async def create_task_suites(request: Request) -> Response:
     if not single and not isinstance(data, list):
         return toloka_error(request, 400, "The request body must be a task suite or an array of task suites")
     items: list[Any] = [data] if single else data
-    if (refused := _too_large(request, sandbox.limits, body, items, async_mode)) is not None:
+    if (refused := _too_large(request, sandbox.limits, items, async_mode)) is not None:
         return refused
     world = sandbox.world.toloka
     if async_mode:

@@ -8,12 +8,15 @@ lock: ``TolokaWorld`` holds it around every call.
 from __future__ import annotations
 
 import functools
+import json
 import zlib
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from .ledger import Ledger
 from .persistence import Row
@@ -58,6 +61,27 @@ class SuiteQuery:
     overlap_gte: int | None = None
     sort: str = "id"  # id | -id | created | -created
     limit: int = 50
+
+
+def input_values_bytes(items: list[Any]) -> int:
+    """The input values a create request carries, counted as the sandbox counts Toloka's "1 MiB of input values"
+    a request: each task's ``input_values`` written as compact JSON (no spaces, keys in their order, non-ASCII
+    characters as their UTF-8 bytes, not escaped), the lengths summed over every task of every suite. What is
+    counted is the values, so how the request spells them (spaces, ``\\uXXXX`` escapes) makes no difference;
+    neither the ``input_values`` key nor anything else of a task or suite counts."""
+    values = []
+    for item in items:
+        tasks = item.get("tasks") if isinstance(item, dict) else None
+        for task in tasks if isinstance(tasks, list) else ():
+            if isinstance(task, dict) and "input_values" in task:
+                values.append(task["input_values"])
+    if not values:
+        return 0
+    try:
+        encoded = orjson.dumps(values)
+    except TypeError:  # integers beyond 64 bits, lone surrogates
+        encoded = json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return len(encoded) - 2 - (len(values) - 1)  # the list's brackets and commas
 
 
 def toloka_time(moment: float) -> str:

@@ -123,7 +123,7 @@ def test_replacing_a_task_still_warns_of_a_same_named_task_someone_else_made(pro
 # --- one failure cause, many suites -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [401, 413])
+@pytest.mark.parametrize("status", [401, 403])
 def test_one_failure_cause_over_many_suites_is_one_line_with_a_count(
     project: Callable[..., Project], status: int
 ) -> None:
