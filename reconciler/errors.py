@@ -88,9 +88,7 @@ class StateError(ReconcilerError):
 
 
 class StateLockedError(StateError):
-    def __init__(
-        self, *, lock_id: str, holder: str, operation: str, since: str, waited: float | None = None
-    ) -> None:
+    def __init__(self, *, lock_id: str, holder: str, operation: str, since: str, waited: float | None = None) -> None:
         self.lock_id = lock_id
         self.holder = holder
         self.operation = operation

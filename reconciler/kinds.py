@@ -22,10 +22,16 @@ TASK_SUITE = "TaskSuite"
 TASK_SUITE_SET = "TaskSuiteSet"
 PERFTEST_PROVIDER = "PerfTestProvider"
 TOLOKA_PROVIDER = "TolokaProvider"
+STATE_BACKEND = "StateBackend"
 
 PROVIDER_KINDS = (PERFTEST_PROVIDER, TOLOKA_PROVIDER)
 RESOURCE_KINDS = (PERFTEST_TASK, TASK_SUITE, TASK_SUITE_SET)
-KINDS = RESOURCE_KINDS + PROVIDER_KINDS
+#: Documents that configure the run rather than declare remote objects.
+SETTINGS_KINDS = (*PROVIDER_KINDS, STATE_BACKEND)
+KINDS = RESOURCE_KINDS + SETTINGS_KINDS
+
+#: The URL schemes of a PostgreSQL state.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 #: Toloka's limit on the suites of one create request: the bound of ``batch_size``, and the client's batch limit.
 TOLOKA_MAX_BATCH_ITEMS = 5000
@@ -306,6 +312,49 @@ class TolokaProviderSpec(_Strict):
     )
 
 
+# --- The state -----------------------------------------------------------------------------------------------
+
+
+class StateBackendSpec(_Strict):
+    """Where the state of these manifests lives, as Terraform's backend block says it: beside the manifests, so
+    the same manifests reach the same state from any directory and on any runner."""
+
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="A SQLite state: a folder (one <workspace>.db per workspace) or a file, relative to this "
+        "manifest's directory.",
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="A PostgreSQL state: postgresql://USER@HOST:PORT/DATABASE, without a password (libpq's "
+        "PGPASSWORD or PGPASSFILE, or password_env).",
+    )
+    password_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Variable holding the database password, if libpq's own do not.",
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StateBackendSpec:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give path (a SQLite state) or url (a PostgreSQL state), one of them")
+        if self.url is not None:
+            if not self.url.startswith(POSTGRES_SCHEMES):
+                raise ValueError("url must start with postgresql://")
+            userinfo = urlsplit(self.url).netloc.rpartition("@")[0]
+            if ":" in userinfo:
+                raise ValueError("url must not hold a password: use password_env, PGPASSWORD or PGPASSFILE")
+        elif self.password_env is not None:
+            raise ValueError("password_env goes with url")
+        if self.path is not None and "\0" in self.path:
+            raise ValueError("path must not hold NUL")
+        return self
+
+
 # --- Documents -----------------------------------------------------------------------------------------------
 
 
@@ -339,12 +388,18 @@ class TolokaProviderDocument(_Document):
     spec: TolokaProviderSpec
 
 
+class StateBackendDocument(_Document):
+    kind: Literal["StateBackend"]
+    spec: StateBackendSpec
+
+
 DOCUMENT_MODELS: dict[str, type[_Document]] = {
     PERFTEST_TASK: PerfTestTaskDocument,
     TASK_SUITE: TaskSuiteDocument,
     TASK_SUITE_SET: TaskSuiteSetDocument,
     PERFTEST_PROVIDER: PerfTestProviderDocument,
     TOLOKA_PROVIDER: TolokaProviderDocument,
+    STATE_BACKEND: StateBackendDocument,
 }
 
 

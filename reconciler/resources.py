@@ -57,6 +57,21 @@ class ProviderConfig:
     source: SourceRef | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StateBackendConfig:
+    """A ``StateBackend`` document: a SQLite ``path`` (absolute, resolved against its manifest's directory; a
+    trailing slash for a folder of workspaces) or a PostgreSQL ``url``, with the variable of its password."""
+
+    path: str | None
+    url: str | None
+    password_env: str | None
+    source: SourceRef
+
+    @property
+    def location(self) -> str:
+        return self.url if self.url is not None else str(self.path)
+
+
 def make_resource(*, address: str, kind: str, provider: str, spec: dict[str, Any], source: SourceRef) -> Resource:
     return Resource(
         address=address, kind=kind, provider=provider, spec=spec, spec_hash=content_hash(spec), source=source

@@ -28,7 +28,7 @@ from reconciler.errors import (
     Problem,
     UnknownAddressError,
 )
-from reconciler.plan import ActionType, Plan, check_current, read_plan
+from reconciler.plan import ActionType, Plan, check_current
 from reconciler.planner import make_plan
 from reconciler.resources import ProviderConfig
 from reconciler.speedups import cycle_collection_paused
@@ -107,13 +107,9 @@ def _recorded_path(path: Path) -> str:
         return resolved.as_posix()
 
 
-def current_providers(plan: Plan, path: Path) -> Plan:
-    """``plan`` with its providers taken from the manifests it was made from, as they are here and now.
-
-    A plan file is input, not authority: it may come from an artifact anyone with a pull request can shape, and
-    the providers say where credentials are sent and which variables hold them. So they are read again from
-    the manifests the plan names (relative to the working directory, as ``plan`` recorded them), and a plan
-    whose providers differ from those is refused."""
+def manifests_of(plan: Plan, path: Path) -> tuple[Path, ...]:
+    """The manifests a saved plan was made from, which must be here: apply reads its providers (and its state's
+    place) from them, never from the plan file."""
     missing = [p for p in plan.manifests if not Path(p).exists()]
     if not plan.manifests or missing:
         where = ", ".join(plan.manifests) or "(none)"
@@ -122,7 +118,17 @@ def current_providers(plan: Plan, path: Path) -> Plan:
             "`plan` ran in, in a checkout of the same manifests (the providers are read from them, never from a "
             "plan file)"
         )
-    desired = load_manifests(tuple(Path(p) for p in plan.manifests))
+    return tuple(Path(p) for p in plan.manifests)
+
+
+def current_providers(plan: Plan, path: Path) -> Plan:
+    """``plan`` with its providers taken from the manifests it was made from, as they are here and now.
+
+    A plan file is input, not authority: it may come from an artifact anyone with a pull request can shape, and
+    the providers say where credentials are sent and which variables hold them. So they are read again from
+    the manifests the plan names (relative to the working directory, as ``plan`` recorded them), and a plan
+    whose providers differ from those is refused."""
+    desired = load_manifests(manifests_of(plan, path))
     current: dict[str, dict[str, Any]] = {n: {"type": p.type, "spec": p.spec} for n, p in desired.providers.items()}
     for name, saved in plan.providers.items():
         now = current.get(name)
@@ -167,15 +173,20 @@ def refuse_changes(plan: Plan) -> None:
 
 
 def plan_to_apply(
-    store: StateStore, plan: Plan | Path, *, workspace: str, environ: Mapping[str, str] = os.environ
+    store: StateStore,
+    plan: Plan,
+    *,
+    workspace: str,
+    planfile: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> Plan:
-    """The plan apply will run: a saved plan file only if it was made for this workspace and this state, and the
-    state has not moved since; either way refused, before anything is sent, if it holds a change apply cannot
-    make."""
-    if isinstance(plan, Path):
+    """The plan apply will run: a plan read from ``planfile`` only if it was made for this workspace and this
+    state, and the state has not moved since; either way refused, before anything is sent, if it holds a change
+    apply cannot make."""
+    if planfile is not None:
         from reconciler.providers.settings import check_environment  # no httpx until apply builds the clients
 
-        path, plan = plan, read_plan(plan)
+        path = planfile
         meta = store.meta()
         check_current(
             plan,

@@ -32,6 +32,7 @@ from reconciler.cli.options import (
 )
 from reconciler.errors import ApplyRefusedError, ManifestError, StalePlanError, StateAbsentError
 from reconciler.kinds import KINDS, json_schema
+from reconciler.manifest import DesiredState
 from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
 from reconciler.render import ApplyReporter, Printer, plan_events, plural, render_plan, write_event
 from reconciler.state.absent import AbsentState, lineage_for_new_state
@@ -108,15 +109,22 @@ def _validate_json(common: Common, paths: tuple[Path, ...]) -> None:
     )
 
 
+def _manifests(common: Common, paths: tuple[Path, ...]) -> DesiredState:
+    """Load the manifests, and find their state from them."""
+    desired = load_manifests(common, paths)
+    common.use_manifests(desired, paths)
+    return desired
+
+
 def _plan_from_manifests(
     common: Common,
     store: StateStore,
+    desired: DesiredState,
     paths: tuple[Path, ...],
     *,
     targets: tuple[str, ...] = (),
     replace: tuple[str, ...] = (),
 ) -> Plan:
-    desired = load_manifests(common, paths)
     return workflows.plan_from_manifests(
         store, desired, workspace=common.effective_workspace, targets=targets, replace=replace, manifests=paths
     )
@@ -152,6 +160,7 @@ def plan(
             ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
     Nothing is sent.
     """
+    desired = _manifests(common, paths)
     store: StateStore
     absent = None
     try:
@@ -160,7 +169,7 @@ def plan(
         absent = common.state_file() or Path(common.state or "")
         store = AbsentState(absent, place=_place(common))
     try:
-        result = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
+        result = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
     finally:
         store.close()
     refused = workflows.refusal(result)
@@ -173,6 +182,7 @@ def plan(
             echo(_no_state_yet(absent), err=True)  # beside the JSON lines, not among them
     else:
         render_plan(result, common.printer(), verbose=bool(common.verbose))
+        common.announce(common.printer())
         if absent is not None:
             echo(f"\n{_no_state_yet(absent)}")
         if out is not None and refused is None:
@@ -288,22 +298,30 @@ def apply(
     if from_file and (replace or targets):
         raise click.UsageError("--replace and --target go to `reconciler plan` when you apply a saved plan")
     printer = common.printer()
+    saved = desired = None
+    if from_file:
+        saved = read_plan(paths[0])
+        common.use_paths(workflows.manifests_of(saved, paths[0]))
+    else:
+        desired = _manifests(common, paths)
     with (
         sandboxed(common) as sandbox_target,
         opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
         locked(store, operation="apply", lock_timeout=lock_timeout) as lease,
     ):
-        if from_file:
+        if saved is not None:
             _refuse_plan_of_no_state(common, store, paths[0])
-            the_plan = workflows.plan_to_apply(store, paths[0], workspace=common.effective_workspace)
+            the_plan = workflows.plan_to_apply(store, saved, workspace=common.effective_workspace, planfile=paths[0])
         else:
-            made = _plan_from_manifests(common, store, paths, targets=targets, replace=replace)
+            assert desired is not None
+            made = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
             the_plan = workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
         if as_json:
             for event in plan_events(the_plan):
                 write_event(sys.stdout, event)
         else:
             render_plan(the_plan, printer, verbose=bool(common.verbose))
+            common.announce(printer)
         if not the_plan.applied():
             if not as_json and the_plan.has_changes:
                 echo("\nNothing to create.")

@@ -25,7 +25,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -34,10 +34,11 @@ import click
 from click.core import ParameterSource
 
 from reconciler import redaction, workflows
+from reconciler.cli.place import STATE_DIR, StatePlace, place_of
 from reconciler.errors import ManifestError, ReconcilerError
-from reconciler.manifest import DesiredState
+from reconciler.manifest import DesiredState, find_backend
 from reconciler.render import Printer
-from reconciler.state import open_store, state_path
+from reconciler.state import open_store
 from reconciler.state.base import StateStore
 
 if TYPE_CHECKING:
@@ -71,6 +72,33 @@ class Common:
     verbose: int
     #: Whether --state was typed on the command line (not taken from RECONCILER_STATE).
     state_typed: bool = False
+    #: Where the state is, once the command knows its manifests (``use_manifests``, ``use_paths``).
+    place: StatePlace | None = None
+    #: ``--manifests`` of the commands that take no manifests of their own: where to look for the state.
+    near: tuple[Path, ...] = ()
+
+    def use_manifests(self, desired: DesiredState, paths: Iterable[Path]) -> None:
+        """Find the state from the manifests the command read (their ``StateBackend``, or beside them)."""
+        self.place = place_of(flag=self.state, flag_typed=self.state_typed, backend=desired.backend, near=paths)
+
+    def use_paths(self, paths: Iterable[Path]) -> None:
+        """Find the state from manifests at ``paths`` without loading them (only a ``StateBackend`` is read)."""
+        paths = list(paths)
+        backend = None if self.state is not None or not paths else find_backend(paths)
+        self.place = place_of(flag=self.state, flag_typed=self.state_typed, backend=backend, near=paths)
+
+    def where(self) -> StatePlace:
+        if self.place is None:
+            self.use_paths(self.near)
+        assert self.place is not None
+        return self.place
+
+    def announce(self, printer: Printer) -> None:
+        """The line under a plan that says which state it was made against, and why that one."""
+        place = self.where()
+        printer.line(
+            f"State: {place.shown(self.effective_workspace)} (workspace {self.effective_workspace}; {place.source})"
+        )
 
     @property
     def effective_workspace(self) -> str:
@@ -82,10 +110,13 @@ class Common:
 
     def store(self, *, read_only: bool = False, lineage: str | None = None, replace_empty: bool = False) -> StateStore:
         """The state store; ``read_only`` for commands that only read (a missing state: StateAbsentError)."""
+        place = self.where()
+        place.legacy_check(self.effective_workspace)
+        place.password()
         return open_store(
-            self.state,
+            place.location,
             workspace=self.effective_workspace,
-            root=Path.cwd(),
+            root=place.root,
             read_only=read_only,
             lineage=lineage,
             replace_empty=replace_empty,
@@ -93,9 +124,13 @@ class Common:
 
     def state_file(self) -> Path | None:
         """The SQLite file of the state, None for a database URL."""
-        if self.state is not None and self.state.startswith(("postgresql://", "postgres://")):
-            return None
-        return state_path(self.state, workspace=self.effective_workspace, root=Path.cwd())
+        return self.where().file(self.effective_workspace)
+
+    def sandbox_data(self) -> Path:
+        """Where ``--sandbox`` keeps the emulator's objects: beside the state it records them in."""
+        place = self.where()
+        file = place.file(self.effective_workspace)
+        return (place.root / STATE_DIR if file is None else file.parent) / "sandbox-remote.db"
 
     def selecting_options(self) -> str:
         """The options that pick this command's workspace and state again, for a command printed as a hint.
@@ -130,7 +165,8 @@ def _state_option(envvar: str | None) -> Callable[[F], F]:
         "state",
         metavar="PATH|URL",
         envvar=envvar,
-        help="State store: a SQLite file path (default state/WORKSPACE.db) [env RECONCILER_STATE].",
+        help="State store: a SQLite file or folder, or a postgresql:// URL (default: the manifests' StateBackend, "
+        "else .reconciler/WORKSPACE.db beside the manifests) [env RECONCILER_STATE].",
     )
 
 
@@ -174,14 +210,15 @@ def group_options(fn: F) -> F:
 
 SANDBOX_HELP = (
     "Run against the embedded emulator of both APIs (no cloud account needed); uses the workspace 'sandbox' "
-    "and keeps the emulator's data in state/sandbox-remote.db."
+    "and keeps the emulator's data in .reconciler/sandbox-remote.db beside the manifests."
 )
 SANDBOX_STATE_HELP = "Use the workspace 'sandbox', where `apply --sandbox` records what it created."
 
 
-def common_options(*, sandbox: str | None = None, state: bool = True) -> Callable[[F], F]:
+def common_options(*, sandbox: str | None = None, state: bool = True, manifests: bool = False) -> Callable[[F], F]:
     """The options every command takes, in the same words everywhere; ``sandbox`` is the help of ``--sandbox``
-    for the commands that take it; ``state=False`` for a command that reads no state."""
+    for the commands that take it; ``state=False`` for a command that reads no state; ``manifests`` adds
+    ``--manifests`` to a command that has no manifests of its own, to find their state."""
 
     def decorate(fn: F) -> F:
         @_workspace_option(DEFAULT_WORKSPACE, "RECONCILER_WORKSPACE")
@@ -207,6 +244,7 @@ def common_options(*, sandbox: str | None = None, state: bool = True) -> Callabl
                 color=not (no_color or before.no_color) and "NO_COLOR" not in os.environ,
                 verbose=verbose,
                 state_typed=state_typed,
+                near=tuple(kwargs.pop("manifests", None) or ()),
             )
             with command_scope(debug=debug or before.debug):
                 return fn(common, *args, **kwargs)
@@ -216,6 +254,17 @@ def common_options(*, sandbox: str | None = None, state: bool = True) -> Callabl
             decorated = _state_option("RECONCILER_STATE")(decorated)
         if sandbox is not None:
             decorated = click.option("--sandbox", is_flag=True, help=sandbox)(decorated)
+        if manifests:
+            decorated = click.option(
+                "-m",
+                "--manifests",
+                "manifests",
+                multiple=True,
+                type=click.Path(path_type=Path),
+                metavar="PATH",
+                help="The manifests whose state this is (their StateBackend, or the .reconciler/ beside them); "
+                "default: the nearest .reconciler/ from here.",
+            )(decorated)
         return decorated  # type: ignore[return-value]
 
     return decorate
@@ -361,14 +410,14 @@ def opened(
 
 @contextlib.contextmanager
 def sandboxed(common: Common) -> Iterator[SandboxTarget | None]:
-    """With --sandbox, the embedded emulator runs for the length of the command, its data in state/."""
+    """With --sandbox, the embedded emulator runs for the length of the command, its data beside the state."""
     if not common.sandbox:
         yield None
         return
     import reconciler.sandbox as emulator
     from reconciler.providers import SandboxTarget
 
-    data = Path.cwd() / "state" / "sandbox-remote.db"
+    data = common.sandbox_data()
     data.parent.mkdir(parents=True, exist_ok=True)
     with emulator.SandboxServer(port=0, auto_create=True, data_path=data) as server:
         yield SandboxTarget(

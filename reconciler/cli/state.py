@@ -30,7 +30,7 @@ def state() -> None:
 
 
 @state.command("list")
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_list(common: Common) -> None:
     """List every recorded resource: address, status, remote id."""
@@ -43,7 +43,7 @@ def state_list(common: Common) -> None:
 
 @state.command("show")
 @click.argument("address")
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_show(common: Common, address: str) -> None:
     """Show everything recorded about ADDRESS, as JSON."""
@@ -80,7 +80,7 @@ def state_show(common: Common, address: str) -> None:
 @state.command("forget")
 @click.argument("address")
 @lock_timeout_option
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_forget(common: Common, address: str, lock_timeout: float) -> None:
     """Drop ADDRESS from the state. The remote object stays (neither API can delete)."""
@@ -92,7 +92,7 @@ def state_forget(common: Common, address: str, lock_timeout: float) -> None:
 @state.command("history")
 @click.argument("address", required=False)
 @click.option("--limit", default=50, show_default=True, help="How many entries, newest last.")
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_history(common: Common, address: str | None, limit: int) -> None:
     """The journal: every intent and outcome, oldest first (of the newest LIMIT)."""
@@ -121,7 +121,7 @@ def _absent(common: Common) -> bool:
 
 @state.command("pull")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_pull(common: Common, file: Path) -> None:
     """Write a consistent copy of the state to FILE (a backup, or to move it), without changing the state."""
@@ -138,7 +138,7 @@ def state_pull(common: Common, file: Path) -> None:
     help="Replace a state of another lineage, or go back to an older serial (what the state records now is lost).",
 )
 @lock_timeout_option
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_push(common: Common, file: Path, force: bool, lock_timeout: float) -> None:
     """Replace the state by FILE, a copy made by `state pull`, after checking it is a complete state of this
@@ -160,7 +160,7 @@ def state_push(common: Common, file: Path, force: bool, lock_timeout: float) -> 
 
 @state.command("unlock")
 @click.argument("lock_id")
-@common_options(sandbox=SANDBOX_STATE_HELP)
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
 @guarded
 def state_unlock(common: Common, lock_id: str) -> None:
     """Break the lock LOCK_ID left by a run that died. Only when you are sure that run is gone."""
@@ -186,6 +186,7 @@ def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path
     it does not exist. Also settles an interrupted create of ADDRESS that apply could not resolve by itself.
     """
     desired = load_manifests(common, paths)
+    common.use_manifests(desired, paths)
     if address not in desired.resources:
         raise UnknownAddressError(f"{address}: not declared in {', '.join(str(p) for p in paths)}")
     with (

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import ManifestError, Problem
-from reconciler.manifest.assembly import Assembler, manifest_digest
+from reconciler.kinds import STATE_BACKEND
+from reconciler.manifest.assembly import Assembler, manifest_digest, state_backend
 from reconciler.manifest.files import Document, ManifestFile, discover, parse_file
 from reconciler.manifest.validation import validate
-from reconciler.resources import ProviderConfig, Resource
+from reconciler.resources import ProviderConfig, Resource, StateBackendConfig
 from reconciler.speedups import cycle_collection_paused
 
-__all__ = ["DesiredState", "load"]
+__all__ = ["DesiredState", "find_backend", "load"]
 
 
 @dataclass
@@ -48,6 +49,7 @@ class DesiredState:
     skipped: list[str]
     digest: str
     roots: tuple[Path, ...]
+    backend: StateBackendConfig | None = None
 
     @property
     def root(self) -> Path:
@@ -73,7 +75,9 @@ def _load(paths: Sequence[Path | str]) -> DesiredState:
             documents.extend(parsed)
     checked = [(doc, validate(doc, problems)) for doc in documents]
     rank = {file.display: float(i) for i, file in enumerate(files)}
-    resources, providers = Assembler(directories, problems, rank).assemble(checked)
+    assembler = Assembler(directories, problems, rank)
+    resources, providers = assembler.assemble(checked)
+    backend = assembler.backend(checked)
     if problems:
         problems.sort(key=lambda p: (rank.get(p.path, -1.0), p.line if p.line is not None else math.inf))
         raise ManifestError(problems)
@@ -83,7 +87,22 @@ def _load(paths: Sequence[Path | str]) -> DesiredState:
         skipped=skipped,
         digest=manifest_digest(resources, providers),
         roots=_roots(directories, files),
+        backend=backend,
     )
+
+
+def find_backend(paths: Sequence[Path | str]) -> StateBackendConfig | None:
+    """The ``StateBackend`` of the manifests under ``paths``, reading no data file: what the commands that take
+    no manifests of their own (``state list``, ``apply PLANFILE``) need to find the state. Only that document is
+    validated; a problem in it is raised as ``ManifestError``."""
+    problems: list[Problem] = []
+    files, _ = discover(paths, problems)
+    documents = [doc for file in files for doc in parse_file(file, problems) or () if doc.kind == STATE_BACKEND]
+    checked = [(doc, validate(doc, problems)) for doc in documents]
+    backend = state_backend(checked, problems)
+    if problems:
+        raise ManifestError(problems)
+    return backend
 
 
 def _roots(directories: list[Path], files: Sequence[ManifestFile]) -> tuple[Path, ...]:

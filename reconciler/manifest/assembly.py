@@ -22,9 +22,12 @@ from reconciler.kinds import (
     PROVIDER_KIND_OF_TYPE,
     PROVIDER_KINDS,
     PROVIDER_TYPE_OF_KIND,
+    SETTINGS_KINDS,
+    STATE_BACKEND,
     TASK_SUITE,
     TASK_SUITE_SET,
     PerfTestTaskDocument,
+    StateBackendDocument,
     TaskSuiteDocument,
     TaskSuiteSetDocument,
     perftest_task_name,
@@ -34,6 +37,7 @@ from reconciler.resources import (
     ProviderConfig,
     Resource,
     SourceRef,
+    StateBackendConfig,
     address_of,
     make_resource,
     perftest_task_spec,
@@ -63,6 +67,25 @@ def manifest_digest(resources: dict[str, Resource], providers: dict[str, Provide
     return sha.hexdigest()
 
 
+def state_backend(checked: Checked, problems: list[Problem]) -> StateBackendConfig | None:
+    found: tuple[Document, StateBackendConfig] | None = None
+    for doc, model in checked:
+        if doc.kind != STATE_BACKEND or not isinstance(model, StateBackendDocument):
+            continue
+        if found is not None:
+            where = found[0].where(("kind",))
+            problems.append(doc.problem(("kind",), f"a second StateBackend (the first is at {where}); keep one"))
+            continue
+        spec = model.spec
+        path = None
+        if spec.path is not None:  # a trailing slash keeps meaning "a folder of <workspace>.db files"
+            folder = spec.path.endswith(("/", "\\"))
+            path = f"{(doc.file.path.parent / spec.path).expanduser().resolve()}{'/' if folder else ''}"
+        config = StateBackendConfig(path, spec.url, spec.password_env, SourceRef(doc.file.display, doc.line))
+        found = (doc, config)
+    return None if found is None else found[1]
+
+
 def _task_name_path(doc: Document) -> tuple[str, str]:
     """Where a task's effective name is written: ``spec.name`` if given, else ``metadata.name``."""
     spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
@@ -80,11 +103,11 @@ class Assembler:
 
     def assemble(self, checked: Checked) -> tuple[dict[str, Resource], dict[str, ProviderConfig]]:
         providers = self._providers(checked)
-        repeated = self._unique_addresses(doc for doc, _ in checked if doc.kind not in PROVIDER_KINDS)
+        repeated = self._unique_addresses(doc for doc, _ in checked if doc.kind not in SETTINGS_KINDS)
         self._unique_task_names([(doc, model) for doc, model in checked if id(doc) not in repeated])
         resources: dict[str, Resource] = {}
         for doc, model in checked:
-            if model is None or doc.kind in PROVIDER_KINDS:
+            if model is None or doc.kind in SETTINGS_KINDS:
                 continue
             provider = self._provider_of(doc, model)
             made = self._resources(doc, model, provider or "")
@@ -94,6 +117,11 @@ class Assembler:
                 for address, resource in made.items():
                     resources.setdefault(address, resource)
         return resources, providers
+
+    def backend(self, checked: Checked) -> StateBackendConfig | None:
+        """The one ``StateBackend`` of the manifests, if any: a second is a problem, since one set of manifests
+        has one state."""
+        return state_backend(checked, self.problems)
 
     def _providers(self, checked: Checked) -> dict[str, ProviderConfig]:
         providers: dict[str, ProviderConfig] = {}

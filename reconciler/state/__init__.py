@@ -70,7 +70,7 @@ def open_store(
     lineage: str | None = None,
     replace_empty: bool = False,
 ) -> StateStore:
-    """``None``: ``root/state/<workspace>.db``; a PostgreSQL URL: that database; anything else: a SQLite file.
+    """``None``: ``root/.reconciler/<workspace>.db``; a PostgreSQL URL: that database; anything else: a SQLite file.
 
     A path that is an existing directory (or ends with a slash) holds one ``<workspace>.db`` per workspace;
     any other path is the state file itself, whatever the workspace.
@@ -81,7 +81,7 @@ def open_store(
     """
     validate_workspace(workspace)
     if location is not None and location.startswith(POSTGRES_SCHEMES):
-        return _open_postgres(location, workspace=workspace)
+        return _open_postgres(location, workspace=workspace, read_only=read_only, lineage=lineage)
     path = state_path(location, workspace=workspace, root=root)
     return SqliteStateStore(path, read_only=read_only, lineage=lineage, replace_empty=replace_empty)
 
@@ -89,7 +89,7 @@ def open_store(
 def state_path(location: str | None, *, workspace: str, root: Path) -> Path:
     """The SQLite file a ``--state`` value (not a URL) names for ``workspace``."""
     if location is None:
-        return root / "state" / f"{workspace}.db"
+        return root / ".reconciler" / f"{workspace}.db"
     path = Path(location).expanduser()
     if location.endswith(("/", "\\")) or path.is_dir():
         path = path / f"{workspace}.db"
@@ -102,5 +102,14 @@ def inspect_state_file(path: Path) -> StateMeta:
         return store.meta()
 
 
-def _open_postgres(url: str, *, workspace: str) -> StateStore:
-    raise StateError("PostgreSQL state is not available yet in this version; use a SQLite path")
+def _open_postgres(url: str, *, workspace: str, read_only: bool, lineage: str | None) -> StateStore:
+    """Imported here, not at the top: psycopg is an optional extra, and commands on a SQLite state never pay
+    for importing it."""
+    try:
+        from reconciler.state.postgres import PostgresStateStore
+    except ImportError as e:
+        raise StateError(
+            f"a PostgreSQL state needs psycopg, which is not installed ({e}); install reconciler with its postgres "
+            "extra: pip install 'perftest-toloka-reconciler[postgres]'"
+        ) from e
+    return PostgresStateStore(url, workspace=workspace, read_only=read_only, lineage=lineage)

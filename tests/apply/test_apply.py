@@ -224,7 +224,7 @@ def test_no_secret_reaches_state_plan_or_output(project: Callable[..., Project])
     done = proj.run("apply", "plan.json", "--auto-approve")
     secrets = [proj.sandbox.secret_key, proj.sandbox.toloka_token]
     blobs = [plan.stdout, plan.stderr, done.stdout, done.stderr, (proj.root / "plan.json").read_text()]
-    blobs.append((proj.root / "state" / "default.db").read_bytes().decode("utf-8", "replace"))
+    blobs.append(proj.state_file.read_bytes().decode("utf-8", "replace"))
     for secret in secrets:
         assert all(secret not in blob for blob in blobs)
 

@@ -66,7 +66,7 @@ def test_a_lost_perftest_state_refuses_the_known_names_and_names_the_import(proj
     proj = project(tasks=3, rows=0)
     assert proj.apply().returncode == 0
     ids = {address: r.remote_id for address, r in proj.recorded().items()}
-    shutil.rmtree(proj.root / "state")
+    shutil.rmtree(proj.state_file.parent)
     proj.write(
         "perftest/fresh.yaml",
         "apiVersion: reconciler/v1\nkind: PerfTestTask\nmetadata: {name: fresh-000}\n"

@@ -17,7 +17,7 @@ def _hold_lock(proj: Project, ttl: float = 60) -> tuple[StateStore, str]:
     assert proj.run("plan", "manifests").returncode == 0
     created = proj.apply("--target", "PerfTestTask/load-000")
     assert created.returncode == 0, created.stdout + created.stderr
-    store = open_store(None, workspace="default", root=proj.root)
+    store = open_store(str(proj.state_file), workspace="default", root=proj.root)
     lock = store.acquire_lock(holder=ELSEWHERE, operation="apply", ttl=ttl)
     return store, lock.lock_id
 

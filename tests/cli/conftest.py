@@ -20,7 +20,8 @@ def run_cli(tmp_path: Path) -> RunCli:
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None):
         full_env = {k: v for k, v in os.environ.items() if k != "RECONCILER_FAILPOINT"}
-        full_env.update({"NO_COLOR": "1", **(env or {})})
+        # The state in this test's own folder, as before manifests chose it: the examples live in the repository.
+        full_env.update({"NO_COLOR": "1", "RECONCILER_STATE": f"{tmp_path / 'state'}/", **(env or {})})
         return subprocess.run(
             [sys.executable, "-m", "reconciler", *args],
             cwd=cwd or tmp_path,

@@ -32,15 +32,16 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
 CLOSED_PIPE = 141  # what a shell reports for a process SIGPIPE ended: 128 + 13
 
 
-def _environment() -> dict[str, str]:
+def _environment(workdir: Path) -> dict[str, str]:
+    """The test's own state folder, named: the examples the tests plan live in the repository."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    return {**env, "NO_COLOR": "1"}
+    return {**env, "NO_COLOR": "1", "RECONCILER_STATE": f"{workdir / 'state'}/"}
 
 
 def _record_created(workdir: Path, manifests: Path, *, workspace: str = "default") -> None:
     """The state of an apply that created every resource of ``manifests``."""
     desired = manifest.load([manifests])
-    store = open_store(None, workspace=workspace, root=workdir)
+    store = open_store(f"{workdir / 'state'}/", workspace=workspace, root=workdir)
     try:
         for n, resource in enumerate(desired.resources.values()):
             store.record_intent(
@@ -102,7 +103,7 @@ def test_plan_piped_into_a_reader_that_closes_early_exits_quietly(tmp_path: Path
     reader = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "plan", "big", "-v"],
         cwd=tmp_path,
-        env=_environment(),
+        env=_environment(tmp_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,7 +125,7 @@ def test_state_list_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "reconciler", "state", "list"],
             cwd=tmp_path,
-            env=_environment(),
+            env=_environment(tmp_path),
             stdin=subprocess.DEVNULL,
             stdout=write_end,
             stderr=subprocess.PIPE,
@@ -256,7 +257,7 @@ def _lines_of(stream: IO[str]) -> queue.Queue[str]:
 def test_sandbox_serve_prints_the_environment_that_points_reconciler_at_it(run_cli: RunCli, tmp_path: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "sandbox", "serve", "--port", "0", "--auto-create"],
-        env=_environment(),
+        env=_environment(tmp_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -344,10 +345,11 @@ def test_validate_json_reports_one_object_per_problem_and_a_summary(tmp_path: Pa
 
 def _import_project(tmp_path: Path, sandbox: Any) -> Project:
     env = {
-        **_environment(),
+        **_environment(tmp_path),
         "TEST_CPTS_AK": sandbox.access_key,
         "TEST_CPTS_SK": sandbox.secret_key,
         "TEST_TOLOKA_KEY": sandbox.toloka_token,
+        "RECONCILER_STATE": f"{tmp_path / 'manifests' / '.reconciler'}/",
     }
     project = Project(root=tmp_path, sandbox=sandbox, env=env)
     project.write("providers.yaml", providers_yaml(sandbox))

@@ -21,7 +21,7 @@ EXAMPLE_COUNT = len(manifest.load([EXAMPLES]).resources)
 
 def record_all_as_created(workdir: Path, examples: Path) -> None:
     desired = manifest.load([examples])
-    store = open_store(None, workspace="default", root=workdir)
+    store = open_store(f"{workdir / 'state'}/", workspace="default", root=workdir)
     try:
         for n, resource in enumerate(desired.resources.values()):
             op = f"op-{n}"

@@ -223,7 +223,7 @@ def test_a_message_cut_short_inside_a_credential_shows_none_of_its_start(
     finally:
         redaction.forget_all()
 
-    assert masked.endswith(redaction.MASK + "...")
+    assert credential[:cut] not in masked and redaction.MASK in masked  # the cut may leave it whole, then masked
 
 
 def test_a_short_credential_is_masked_only_where_it_stands_alone(registry: Callable[..., None]) -> None:

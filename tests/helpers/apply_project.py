@@ -60,9 +60,14 @@ class Project:
                 break
         return done
 
+    @property
+    def state_file(self) -> Path:
+        """Where the state of ``manifests/`` lives by default: beside them."""
+        return self.manifests / ".reconciler" / "default.db"
+
     def recorded(self) -> dict[str, Any]:
         """address -> summary, read straight from the state file."""
-        store = open_store(None, workspace="default", root=self.root)
+        store = open_store(str(self.state_file), workspace="default", root=self.root)
         try:
             return {s.address: s for s in store.summaries()}
         finally:
@@ -87,6 +92,8 @@ def make_project(
         "TEST_TOLOKA_KEY": sandbox.toloka_token,
     }
     env.pop("RECONCILER_FAILPOINT", None)
+    # Named, so `state` commands run from the project's folder find it too (plan and apply would find it anyway).
+    env["RECONCILER_STATE"] = f"{root / 'manifests' / '.reconciler'}/"
     proj = Project(root=root, sandbox=sandbox, env=env)
     proj.write("providers.yaml", providers_yaml(sandbox, batch_size=batch_size, rate_limit=rate_limit))
     if tasks:

@@ -12,7 +12,7 @@ from reconciler.state import SqliteStateStore, open_store
 
 def test_default_state_lives_under_the_project_state_directory(tmp_path: Path) -> None:
     store = open_store(None, workspace="staging", root=tmp_path)
-    assert isinstance(store, SqliteStateStore) and store.path == tmp_path / "state" / "staging.db"
+    assert isinstance(store, SqliteStateStore) and store.path == tmp_path / ".reconciler" / "staging.db"
     store.close()
 
 
@@ -29,17 +29,11 @@ def test_a_directory_holds_one_state_per_workspace(tmp_path: Path) -> None:
         store.close()
 
 
-@pytest.mark.parametrize("url", ["postgresql://user@db/reconciler", "postgres://db/reconciler"])
-def test_postgresql_is_refused_until_its_backend_exists(tmp_path: Path, url: str) -> None:
-    with pytest.raises(StateError, match="PostgreSQL state is not available yet"):
-        open_store(url, workspace="default", root=tmp_path)
-
-
 @pytest.mark.parametrize("workspace", ["", "-x", ".hidden", "a/b", "../up", "a b", "x" * 65, "é"])
 def test_workspace_names_must_be_path_safe(tmp_path: Path, workspace: str) -> None:
     with pytest.raises(StateError, match="invalid workspace name"):
         open_store(None, workspace=workspace, root=tmp_path)
-    assert not (tmp_path / "state").exists()
+    assert not (tmp_path / ".reconciler").exists()
 
 
 @pytest.mark.parametrize("workspace", ["default", "prod-eu.1", "A_b", "x" * 64])

@@ -37,7 +37,7 @@ def run(tmp_path: Path) -> Run:
         return subprocess.run(
             [sys.executable, "-m", "reconciler", *args],
             cwd=tmp_path,
-            env={**env, "NO_COLOR": "1"},
+            env={**env, "NO_COLOR": "1", "RECONCILER_STATE": f"{tmp_path / 'state'}/"},
             capture_output=True,
             text=True,
             timeout=120,
@@ -98,7 +98,7 @@ def test_a_copy_of_the_state_file_without_its_wal_is_never_read_as_an_empty_stat
     only ``default.db`` must not give a state that plans everything again."""
     killed = project.apply(extra_env={"RECONCILER_FAILPOINT": "after_outcome:2"})
     assert killed.returncode != 0
-    state = project.root / "state" / "default.db"
+    state = project.state_file
     assert state.with_name("default.db-wal").stat().st_size > 0
     shutil.copy(state, project.root / "copy.db")
     for args in (("plan", "manifests"), ("apply", "manifests", "--auto-approve")):
@@ -120,7 +120,7 @@ def test_a_copy_of_a_new_state_file_alone_holds_its_lineage(tmp_path: Path) -> N
 
 def test_a_copy_taken_after_a_completed_apply_plans_nothing_to_create(project: Project) -> None:
     assert project.apply().returncode == 0
-    shutil.copy(project.root / "state" / "default.db", project.root / "copy.db")
+    shutil.copy(project.state_file, project.root / "copy.db")
     planned = project.run("plan", "manifests", "--state", "copy.db")
     assert planned.returncode == 0, planned.stderr
     assert "No changes" in planned.stdout, planned.stdout
@@ -153,7 +153,7 @@ def test_a_foreign_wal_beside_the_state_is_not_merged_by_state_list(run: Run, tm
 
 def test_commands_that_only_read_change_no_byte_of_the_state(project: Project) -> None:
     assert project.apply().returncode == 0
-    state = project.root / "state" / "default.db"
+    state = project.state_file
     address = sorted(project.recorded())[0]
     before = _files(state)
     for args in (
