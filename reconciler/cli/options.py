@@ -122,6 +122,10 @@ class Common:
             replace_empty=replace_empty,
         )
 
+    def store_at(self, location: str, *, lineage: str | None = None) -> StateStore:
+        """Another state than this command's (``state migrate --to``), of the same workspace."""
+        return open_store(location, workspace=self.effective_workspace, root=self.where().root, lineage=lineage)
+
     def state_file(self) -> Path | None:
         """The SQLite file of the state, None for a database URL."""
         return self.where().file(self.effective_workspace)

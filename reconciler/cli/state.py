@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -20,7 +22,7 @@ from reconciler.cli.options import (
     opened,
     sandboxed,
 )
-from reconciler.errors import StateAbsentError, UnknownAddressError
+from reconciler.errors import StateAbsentError, StateError, UnknownAddressError
 from reconciler.state import inspect_state_file
 
 
@@ -128,6 +130,47 @@ def state_pull(common: Common, file: Path) -> None:
     with opened(common, read_only=True) as store:
         meta = store.copy_to(path=file)
     echo(f"Wrote the state (lineage {meta.lineage}, serial {meta.serial}) to {file}.")
+
+
+@state.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="PATH|URL",
+    help="The state to copy into: a SQLite file or folder, or a postgresql:// URL; it must hold nothing yet.",
+)
+@lock_timeout_option
+@common_options(sandbox=SANDBOX_STATE_HELP, manifests=True)
+@guarded
+def state_migrate(common: Common, target: str, lock_timeout: float) -> None:
+    """Copy this workspace's state, journal and all, into another state that holds nothing yet (SQLite to
+    PostgreSQL, say). Both are locked while it runs; the source is left as it was.
+
+    \b
+    reconciler state migrate --to postgresql://reconciler@db/reconciler -m manifests/
+    Then point the manifests at it (a StateBackend document) or set RECONCILER_STATE.
+    """
+    with tempfile.TemporaryDirectory(prefix="reconciler-migrate-") as scratch:
+        copy = Path(scratch) / "state.db"
+        with opened(common) as source, locked(source, operation="state migrate", lock_timeout=lock_timeout):
+            meta = source.copy_to(path=copy)
+            with (
+                closing(common.store_at(target, lineage=meta.lineage)) as destination,
+                locked(destination, operation="state migrate", lock_timeout=lock_timeout),
+            ):
+                now = destination.meta()
+                held = sum(1 for _ in destination.summaries())
+                if now.serial != 0 or held or destination.open_intents():
+                    raise StateError(
+                        f"{redaction.safe_line(target)} already holds a state (lineage {now.lineage}, serial "
+                        f"{now.serial}, {held} resource(s)); migrate only into an empty one, or use `state push`"
+                    )
+                _, _, after = destination.restore_from(path=copy, force=False)
+    echo(
+        f"Copied the state (lineage {meta.lineage}, serial {meta.serial}) into {redaction.safe_line(target)}; "
+        f"serial there now {after.serial}. The source is unchanged: point the manifests at the new state."
+    )
 
 
 @state.command("push")

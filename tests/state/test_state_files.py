@@ -269,3 +269,35 @@ def test_a_damaged_row_is_one_line_saying_the_state_is_damaged(
     db.close()
     line = _one_error_line(run(*args))
     assert "is damaged" in line and says in line, line
+
+
+# --- state migrate ------------------------------------------------------------------------------------------------
+
+
+def test_state_migrate_copies_the_state_and_its_journal_into_an_empty_one(project: Project) -> None:
+    assert project.apply().returncode == 0
+    target = project.root / "moved" / "default.db"
+    target.parent.mkdir()
+    done = project.run("state", "migrate", "--to", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "The source is unchanged" in done.stdout
+    source_list = project.run("state", "list").stdout
+    moved = project.run("state", "list", "--state", str(target))
+    assert moved.stdout == source_list and len(source_list.splitlines()) == 15
+    history = project.run("state", "history", "--limit", "1000", "--state", str(target)).stdout.splitlines()
+    assert len(history) == len(project.run("state", "history", "--limit", "1000").stdout.splitlines()) + 1
+    assert history[-1].split("\t")[2] == "pushed"
+    planned = project.run("plan", "manifests", "--state", str(target))
+    assert "No changes" in planned.stdout, planned.stdout + planned.stderr
+
+
+def test_state_migrate_refuses_a_target_that_holds_a_state(project: Project) -> None:
+    assert project.apply().returncode == 0
+    target = project.root / "other.db"
+    assert project.run("state", "migrate", "--to", str(target)).returncode == 0
+    before = [project.run(*args, "--state", str(target)).stdout for args in (("state", "list"), ("state", "history"))]
+    again = project.run("state", "migrate", "--to", str(target))
+    line = _one_error_line(again)
+    assert "already holds a state" in line and "state push" in line, line
+    after = [project.run(*args, "--state", str(target)).stdout for args in (("state", "list"), ("state", "history"))]
+    assert after == before
