@@ -166,7 +166,7 @@ def plan(
     try:
         store = common.store(read_only=True)
     except StateAbsentError:
-        absent = common.state_file() or Path(common.state or "")
+        absent = common.state_file() or Path(common.where().shown(common.effective_workspace))
         store = AbsentState(absent, place=_place(common))
     try:
         result = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)

@@ -111,12 +111,12 @@ def state_history(common: Common, address: str | None, limit: int) -> None:
 def _absent(common: Common) -> bool:
     """Whether there is no state at all (said in one line on standard error): nothing is recorded, for sure."""
     path = common.state_file()
-    if path is None or path.exists():
+    if path is not None and path.exists():
         return False
     try:
         common.store(read_only=True).close()
     except StateAbsentError:
-        echo(f"No state at {path}: nothing is recorded yet.", err=True)
+        echo(f"No state at {common.where().shown(common.effective_workspace)}: nothing is recorded yet.", err=True)
         return True
     return False
 

@@ -106,7 +106,7 @@ def _open_postgres(url: str, *, workspace: str, read_only: bool, lineage: str | 
     """Imported here, not at the top: psycopg is an optional extra, and commands on a SQLite state never pay
     for importing it."""
     try:
-        from reconciler.state.postgres import PostgresStateStore
+        from reconciler.state.postgres.store import PostgresStateStore
     except ImportError as e:
         raise StateError(
             f"a PostgreSQL state needs psycopg, which is not installed ({e}); install reconciler with its postgres "

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers.state_backends import BACKENDS, Backend
 
 from reconciler.state import StateStore

@@ -206,7 +206,7 @@ def damage(draw: st.DrawFn) -> list[tuple[str, tuple[Any, ...]]]:
 
 def damaged_copy(pristine: Path, directory: Path, statements: list[tuple[str, tuple[Any, ...]]]) -> Path:
     """A copy of the pristine state with ``statements`` run on it (those SQLite refuses outright skipped)."""
-    state = directory / "state" / "default.db"
+    state = directory / ".reconciler" / "default.db"
     state.parent.mkdir()
     shutil.copy(pristine, state)
     db = sqlite3.connect(state, isolation_level=None)
@@ -223,7 +223,8 @@ def damaged_copy(pristine: Path, directory: Path, statements: list[tuple[str, tu
 
 def run(directory: Path, *args: str) -> tuple[int, str]:
     with contextlib.chdir(directory):
-        result = CliRunner().invoke(cli, list(args), env={"NO_COLOR": "1"})
+        env = {"NO_COLOR": "1", "RECONCILER_STATE": f"{directory / '.reconciler'}/"}
+        result = CliRunner().invoke(cli, list(args), env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"{args} raised {result.exception!r}") from result.exception
     return result.exit_code, result.stderr

@@ -178,9 +178,8 @@ class SqliteStateStore:
 
     def open_intents(self) -> list[Intent]:
         sql = f"SELECT {overlay.INTENT_COLUMNS} FROM intents WHERE resolved = 0 ORDER BY seq"
-        with self._read() as db:
-            rows = db.execute(sql).fetchall()
-        return [overlay.intent_of_row(row) for row in rows]
+        with self._read() as db:  # decoded inside, so a damaged row is "damaged", not a raw decode error
+            return [overlay.intent_of_row(row) for row in db.execute(sql).fetchall()]
 
     def history(self, *, address: str | None = None, limit: int = 100) -> list[JournalEntry]:
         with self._read() as db:
