@@ -548,3 +548,48 @@ def test_both_backends_read_the_same_after_any_writes(database: Database, steps:
         finally:
             sqlite.close()
             postgres.close()
+
+
+def test_two_checkouts_sharing_a_postgresql_state_take_turns_and_create_everything_once(
+    database: Database, tmp_path: Path, sandbox: Any
+) -> None:
+    """Three working copies whose manifests name one PostgreSQL state (a StateBackend: no flag, no variable):
+    while one applies, another is refused naming it, a third waits (--lock-timeout) and then finds it done."""
+    url = database.url()
+    backend = f"apiVersion: reconciler/v1\nkind: StateBackend\nmetadata: {{name: team}}\nspec: {{url: '{url}'}}\n"
+    copies = []
+    for name in ("alice", "bob", "carol"):
+        made = make_project(tmp_path / name, sandbox, tasks=4, rows=20, batch_size=5)
+        made.write("state.yaml", backend)
+        env = {k: v for k, v in made.env.items() if k != "RECONCILER_STATE"}
+        copies.append(PostgresProject(root=made.root, sandbox=sandbox, env=env, state=url))
+    alice, bob, carol = copies
+    holder = alice.popen(
+        "apply",
+        "manifests",
+        "--auto-approve",
+        "--parallelism",
+        "1",
+        extra_env={"RECONCILER_FAILPOINT": "before_send:2:stop"},
+    )
+    waiter = None
+    try:
+        _wait_until_stopped(holder.pid)
+        refused = bob.apply()
+        assert refused.returncode == 1
+        assert "the state is locked by" in refused.stderr and f"pid {holder.pid} " in refused.stderr, refused.stderr
+        waiter = carol.popen("apply", "manifests", "--auto-approve", "--lock-timeout", "2m")
+        time.sleep(1.5)
+        assert waiter.poll() is None, "the third checkout did not wait for the lock"
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    out, err = holder.communicate(timeout=120)
+    assert holder.returncode == 0, out + err
+    assert "StateBackend at manifests/state.yaml:1" in out
+    assert waiter is not None
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, out + err
+    assert "waiting up to 120s" in err and "Nothing to create" not in err
+    assert "No changes" in out or "0 to create" in out, out
+    assert_exactly_once(alice, tasks=4, rows=20)
+    assert not list(tmp_path.rglob("default.db")), "a SQLite state was made beside the PostgreSQL one"
