@@ -39,6 +39,8 @@ _INSTALL = re.compile(r"\b(?:pip3?|pipx|uv\s+pip)\s+install\b(?P<args>[^`]*)")
 _RUNS_STATE = re.compile(r"^\s*reconciler\s+(?:plan|apply)\b", re.MULTILINE)
 _RUNS_RECONCILER = re.compile(r"^\s*reconciler\s", re.MULTILINE)
 _APPLIES = re.compile(r"^\s*reconciler\s+apply\b", re.MULTILINE)
+#: A check of the state made with reconciler itself (a database state has no file to look at).
+_READS_STATE = re.compile(r"\breconciler\s+state\s+pull\b")
 _EXPRESSION = re.compile(r"\$\{\{\s*(?P<expr>.*?)\s*\}\}")
 _HOSTED_RUNNER = re.compile(r"^(ubuntu|windows|macos)-")
 _GITLAB_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "image", "services", "cache"}
@@ -235,9 +237,12 @@ def _state_jobs(recipe: Recipe, switches: Mapping[str, str] | None = None) -> li
         firsts = [i for i, s in enumerate(job.scripts) if _RUNS_STATE.search(s.text)]
         if firsts:
             before = job.scripts[: firsts[0]]
-            found.append(
-                (job, [s for s in before if not _INSTALL.search(s.text) and not _RUNS_RECONCILER.search(s.text)])
-            )
+            checks = [
+                s
+                for s in before
+                if not _INSTALL.search(s.text) and (_READS_STATE.search(s.text) or not _RUNS_RECONCILER.search(s.text))
+            ]
+            found.append((job, checks))
     return found
 
 
@@ -304,7 +309,23 @@ def test_a_bootstrap_switch_lets_exactly_one_first_apply_create_the_state(recipe
         state.unlink()
 
 
-@pytest.mark.parametrize("recipe", _recipes(), ids=RECIPE_IDS)
+def _in_a_database(recipe: Recipe) -> bool:
+    """A recipe whose state is in PostgreSQL, named by the manifests' StateBackend: it may run anywhere."""
+    return (
+        "kind: StateBackend" in (ROOT / recipe.name).read_text(encoding="utf-8")
+        if recipe.name.endswith(".yml")
+        else False
+    )
+
+
+@pytest.mark.parametrize("recipe", [r for r in _recipes() if _in_a_database(r)], ids=lambda r: r.name)
+def test_recipes_with_a_database_state_read_it_before_planning_and_set_no_file(recipe: Recipe) -> None:
+    for job, checks in _state_jobs(recipe):
+        assert any(_READS_STATE.search(s.text) for s in checks), f"{recipe.name}: {job.name} never reads its state"
+        assert not any("RECONCILER_STATE" in s.env for s in job.scripts), f"{recipe.name}: {job.name} sets a file"
+
+
+@pytest.mark.parametrize("recipe", [r for r in _recipes() if not _in_a_database(r)], ids=lambda r: r.name)
 def test_recipes_keep_the_state_at_one_absolute_path_on_runners_they_choose(recipe: Recipe) -> None:
     for job, _ in _state_jobs(recipe):
         locations = {s.env.get("RECONCILER_STATE") for s in job.scripts}
