@@ -593,3 +593,37 @@ def test_two_checkouts_sharing_a_postgresql_state_take_turns_and_create_everythi
     assert "No changes" in out or "0 to create" in out, out
     assert_exactly_once(alice, tasks=4, rows=20)
     assert not list(tmp_path.rglob("default.db")), "a SQLite state was made beside the PostgreSQL one"
+
+
+def test_apply_sigkilled_at_random_moments_with_its_state_in_postgresql_converges(
+    pg_project: PostgresProject,
+) -> None:
+    pg_project.sandbox.set_faults("latency_ms=20-60,seed=11")
+    kills = 0
+    for delay in (0.7, 1.0, 1.3, 1.6):
+        runner = pg_project.popen("apply", "manifests", "--auto-approve", "--parallelism", "3")
+        time.sleep(delay)
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGKILL)
+            kills += 1
+        runner.communicate(timeout=60)
+    assert kills >= 2, "the apply finished too fast for the kills to land"
+    pg_project.sandbox.set_faults(None)
+    done = pg_project.apply_until_done(tries=3)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_exactly_once(pg_project, tasks=4, rows=60)
+
+
+def test_state_migrate_moves_a_sqlite_state_into_postgresql(database: Database, tmp_path: Path, sandbox: Any) -> None:
+    proj = make_project(tmp_path, sandbox, tasks=2, rows=10, batch_size=5)
+    assert proj.apply().returncode == 0
+    url = database.url()
+    moved = proj.run("state", "migrate", "--to", url)
+    assert moved.returncode == 0, moved.stderr
+    in_sqlite = proj.run("state", "list").stdout
+    in_postgres = proj.run("state", "list", "--state", url).stdout
+    assert in_postgres == in_sqlite and len(in_sqlite.splitlines()) == 12
+    planned = proj.run("plan", "manifests", "--state", url)
+    assert "No changes" in planned.stdout, planned.stdout + planned.stderr
+    again = proj.run("state", "migrate", "--to", url)
+    assert again.returncode == 1 and "already holds a state" in again.stderr
