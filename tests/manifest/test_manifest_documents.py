@@ -213,7 +213,7 @@ def test_unknown_kind_lists_the_valid_kinds(workdir):
 
     assert workdir.problems() == [
         "m.yaml:2: kind: unknown kind 'PerfTestTsak' (did you mean 'PerfTestTask'?); valid kinds: "
-        "PerfTestTask, TaskSuite, TaskSuiteSet, PerfTestProvider, TolokaProvider"
+        "PerfTestTask, TaskSuite, TaskSuiteSet, PerfTestProvider, TolokaProvider, StateBackend"
     ]
 
 
@@ -287,7 +287,7 @@ def test_all_errors_reported_at_once(workdir):
 
     assert workdir.problems() == [
         "a.yaml:2: kind: unknown kind 'Nope'; valid kinds: PerfTestTask, TaskSuite, TaskSuiteSet, "
-        "PerfTestProvider, TolokaProvider",
+        "PerfTestProvider, TolokaProvider, StateBackend",
         "a.yaml:10: PerfTestTask/checkout-smoke: spec.parallel: 'no' is not of type 'boolean'",
         "b.yaml:4: PerfTestTask/checkout-smoke: metadata.name: PerfTestTask/checkout-smoke is declared "
         "twice: here and at a.yaml:7",
