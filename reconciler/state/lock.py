@@ -275,7 +275,10 @@ def _not_ours(store: StateStore, lock_id: str) -> StateError | None:
     except StateError:
         return None
     if current is None:
-        return StateError(f"the lock {lock_id} was broken (`state unlock`)")
+        return StateError(
+            f"the lock {lock_id} is no longer this run's: another run took it over after it expired (and is done), "
+            "or it was broken (`state unlock`)"
+        )
     if current.lock_id != lock_id:
         return StateLockedError(
             lock_id=current.lock_id,

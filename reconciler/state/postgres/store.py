@@ -333,7 +333,10 @@ class PostgresStateStore:
             return
         current = self.current_lock()
         if current is None:
-            raise StateError(f"the lock {lock_id} was broken (`state unlock`) while this run held it")
+            raise StateError(
+                f"the lock {lock_id} is no longer this run's: another run took it over after it expired, or it was "
+                "broken (`state unlock`)"
+            )
         raise StateLockedError(
             lock_id=current.lock_id, holder=current.holder, operation=current.operation, since=current.started_at
         )

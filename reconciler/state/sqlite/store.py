@@ -315,7 +315,10 @@ class SqliteStateStore:
                 return
             row = db.execute(f"SELECT {_LOCK_COLUMNS} FROM lock").fetchone()
         if row is None:
-            raise StateError(f"the lock {lock_id} was broken (`state unlock`) while this run held it")
+            raise StateError(
+                f"the lock {lock_id} is no longer this run's: another run took it over after it expired, or it was "
+                "broken (`state unlock`)"
+            )
         raise StateLockedError(lock_id=row[0], holder=row[1], operation=row[2], since=row[3])
 
     def release_lock(self, *, lock_id: str) -> None:

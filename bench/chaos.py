@@ -1,0 +1,691 @@
+"""Chaos: SIGKILL and SIGSTOP `reconciler apply` at random moments, restart the emulator, then count what broke.
+
+Exactly-once is a claim about every moment at which a run can die, stall or lose its remote, so this harness
+picks those moments at random, many times, over one growing project, then checks the whole world once:
+
+- an emulator (`reconciler sandbox serve --data FILE`) with faults on (5xx, 429, errors after the work was
+  done, lost acknowledgements, latency), its world kept in a file so that it survives being killed;
+- a mixed workload: two TaskSuiteSets (JSONL, a suite a row; CSV, a suite per two rows) of thousands of rows,
+  dozens of PerfTest tasks in two test projects, and small Toloka batches, so that there are many intents;
+- rounds, each adding rows and tasks, then starting `reconciler apply` and doing one of (``--mix``):
+  ``kill``     SIGKILL apply at a random moment of its expected run time;
+  ``suspend``  SIGSTOP apply once it holds the state lock, at a random moment or (half the time) while a
+               PerfTest create intent is open; once the lock's TTL (``RECONCILER_LOCK_TTL``, ``--lock-ttl``)
+               has passed, or after `state unlock` (``--takeover unlock``), start another apply that takes the
+               lock over; SIGCONT the first while the second runs or after it ended, and wait for both;
+  ``restart``  SIGKILL the emulator at a random moment and start it again on its data;
+  ``calm``     let apply finish;
+- then faults off, a final apply (retried as a pipeline would, at most three times), one more that must find
+  nothing to do, and the emulator's objects (`/_sandbox/objects`) against the state (`reconciler state list`):
+  duplicates (remote objects beyond one per address), missing (addresses of the manifests with no remote
+  object), mismatched ids (the state does not name the remote object), and unattributed remote objects.
+
+Exit status 1 if any of those is not zero, 2 if the harness could not run. Every process it starts is
+reaped before it returns, a stopped one SIGCONTed first, also on failure, Ctrl-C or SIGTERM.
+
+    python bench/chaos.py [--rounds 40] [--seed N] [--mix kill=86,suspend=8,restart=4,calm=2]
+                          [--at-least kills=200,suspensions=20] [--faults SPEC] [--lock-ttl 3]
+                          [--takeover ttl|unlock] [--workdir DIR] [--keep] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import ctypes
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from reconciler.errors import StateError
+from reconciler.sandbox import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_CLOUD_PROJECT_ID,
+    DEFAULT_SECRET_KEY,
+    DEFAULT_TOLOKA_TOKEN,
+    FaultSpec,
+    SandboxAdmin,
+)
+from reconciler.state import LockInfo, StateStore, open_store
+
+T = TypeVar("T")
+KINDS = ("kill", "suspend", "restart", "calm")
+DEFAULT_MIX = "kill=86,suspend=8,restart=4,calm=2"
+DEFAULT_FAULTS = "500=0.02,503=0.02,500_after=0.01,429=0.03,lost_ack=0.02,latency_ms=2-25"
+PROJECTS = (101, 102)
+POOLS = {"reviews": "5001", "photos": "5002"}
+#: Rows per suite of the CSV set; rows are added in whole suites, so no suite ever changes.
+PHOTOS_PER_SUITE = 2
+
+
+class HarnessError(Exception):
+    """The harness could not do its job (the emulator did not start, the state could not be listed)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int
+    at_least: dict[str, float]
+    seed: int
+    mix: dict[str, float]
+    faults: str
+    suites: int
+    suites_per_round: int
+    tasks: int
+    tasks_per_round: float
+    suspend_tasks: int
+    batch_size: int
+    lock_ttl: float
+    takeover: str
+    apply_timeout: float
+    workdir: Path | None
+    keep: bool
+    as_json: bool
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """A harness killed outright cannot reap its children, so Linux is asked to kill them with it: a stray
+    stopped apply would keep its state lock, and a stray emulator its port."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Children:
+    """Every process the harness starts, so that none outlives it, stopped or not."""
+
+    def __init__(self) -> None:
+        self._live: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, args: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT}
+            process = subprocess.Popen(list(args), cwd=cwd, env=env, preexec_fn=_die_with_parent, **options)
+        self._live.append(process)
+        return process
+
+    def reap(self, process: subprocess.Popen[bytes], timeout: float) -> int | None:
+        """Its exit status, or None for a hang: a run past ``timeout`` gets SIGABRT first, so that Python's
+        faulthandler (``-X faulthandler``) writes every thread's stack to its log, then SIGKILL."""
+        try:
+            status: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for signum in (signal.SIGCONT, signal.SIGABRT):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+            status = None
+        self._end(process)
+        return status
+
+    def stop_all(self) -> None:
+        for process in list(self._live):
+            self._end(process)
+
+    def _end(self, process: subprocess.Popen[bytes]) -> None:
+        for signum in (signal.SIGCONT, signal.SIGKILL):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+        process.wait()
+        self._live.remove(process)
+
+
+def reconciler_command(*args: str) -> list[str]:
+    return [sys.executable, "-X", "faulthandler", "-m", "reconciler", *args]
+
+
+class Emulator:
+    """`reconciler sandbox serve` on one port for the whole run, its world in ``remote.db``."""
+
+    def __init__(self, children: Children, root: Path, faults: str) -> None:
+        self.children, self.root, self.faults = children, root, faults
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, seed: int) -> None:
+        """Each start gets its own fault seed, so that a restarted emulator does not replay its first faults."""
+        faults, data = f"{self.faults},seed={seed}" if self.faults else "", str(self.root / "remote.db")
+        args = reconciler_command("sandbox", "serve", "--port", str(self.port), "--auto-create", "--data", data)
+        args += ["--faults", faults]
+        log = self.root / "logs" / "emulator.log"
+        self.process = self.children.spawn(args, env=dict(os.environ), cwd=self.root, log=log)
+        self.starts += 1
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{self.url}/_sandbox/stats", timeout=2).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    tail = log.read_text(errors="replace")[-1500:]
+                    raise HarnessError(f"the emulator did not start on port {self.port}:\n{tail}") from None
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.children.reap(self.process, timeout=30)
+            self.process = None
+
+
+# --- the workload ----------------------------------------------------------------------------------------------
+
+
+class Workload:
+    """The project's manifests (JSON) and data files, which only ever grow, and the addresses they declare."""
+
+    def __init__(self, root: Path, url: str, batch_size: int) -> None:
+        self.manifests = root / "manifests"
+        (self.manifests / "data").mkdir(parents=True, exist_ok=True)
+        self.reviews = self.photos = self.tasks = 0
+        keys = {"access_key_env": "CHAOS_CPTS_AK", "secret_key_env": "CHAOS_CPTS_SK"}
+        # PerfTest at 40 requests/s, so that a run's task creates spread over its length, as suspensions need.
+        perftest = {"endpoint": url, "region": "cn-north-4", "credentials": keys, "rate_limit": 40}
+        perftest["cloud_project_id"] = DEFAULT_CLOUD_PROJECT_ID
+        toloka = {"endpoint": url, "credentials": {"token_env": "CHAOS_TOLOKA_KEY"}, "batch_size": batch_size}
+        providers = [doc("PerfTestProvider", "perftest", perftest), doc("TolokaProvider", "toloka", toloka)]
+        self._write("providers", providers)
+        reviews = {"source": "data/reviews.jsonl", "key": "id", "template": {"pool_id": POOLS["reviews"], "overlap": 3}}
+        photos = {"source": "data/photos.csv", "key": "id", "tasks_per_suite": PHOTOS_PER_SUITE}
+        photos.update(template={"pool_id": POOLS["photos"], "overlap": 1}, options={"allow_defaults": True})
+        self._write("suites", [doc("TaskSuiteSet", "reviews", reviews), doc("TaskSuiteSet", "photos", photos)])
+        (self.manifests / "data" / "photos.csv").write_text("id,url,caption\r\n")
+
+    def _write(self, name: str, documents: list[dict[str, Any]]) -> None:
+        (self.manifests / f"{name}.json").write_text(json.dumps(documents, indent=1))
+
+    def grow(self, reviews: int, photo_suites: int, tasks: int) -> None:
+        with (self.manifests / "data" / "reviews.jsonl").open("a") as out:
+            for n in range(self.reviews, self.reviews + reviews):
+                out.write(json.dumps({"id": f"rv{n:06d}", "text": f"review {n}", "stars": n % 5 + 1}) + "\n")
+        with (self.manifests / "data" / "photos.csv").open("a", newline="") as out:
+            rows = range(self.photos, self.photos + photo_suites * PHOTOS_PER_SUITE)
+            csv.writer(out).writerows([f"ph{n:06d}", f"https://img.example/{n}.jpg", f"photo, {n}"] for n in rows)
+        self.reviews += reviews
+        self.photos += photo_suites * PHOTOS_PER_SUITE
+        if tasks:
+            self.tasks += tasks
+            self._write("tasks", [task_doc(n) for n in range(self.tasks)])
+
+    @property
+    def suites(self) -> int:
+        return self.reviews + self.photos // PHOTOS_PER_SUITE
+
+    def addresses(self) -> set[str]:
+        found = {f"TaskSuiteSet/reviews/rv{n:06d}" for n in range(self.reviews)}
+        found |= {f"TaskSuiteSet/photos/ph{n:06d}" for n in range(0, self.photos, PHOTOS_PER_SUITE)}
+        return found | {f"PerfTestTask/{task_name(n)}" for n in range(self.tasks)}
+
+
+def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "reconciler/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def task_name(n: int) -> str:
+    return f"chaos-{n:04d}"
+
+
+def task_doc(n: int) -> dict[str, Any]:
+    spec = {"project_id": PROJECTS[n % len(PROJECTS)], "parallel": n % 2 == 0, "case_id_list": [n + 1]}
+    return doc("PerfTestTask", task_name(n), spec)
+
+
+# --- the world against the state -------------------------------------------------------------------------------
+
+
+@dataclass
+class Findings:
+    duplicates: int = 0
+    missing: int = 0
+    mismatches: int = 0
+    unattributed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.duplicates or self.missing or self.mismatches or self.unattributed)
+
+
+def attribute(objects: dict[str, list[dict[str, Any]]], tasks: int) -> tuple[dict[str, list[str]], list[str]]:
+    """Remote ids by the address they were made for, and the ids no address accounts for. A suite is known by
+    its pool and its first task's ``id`` (the set's key), a task by its name in its manifest's test project."""
+    sets = {pool: name for name, pool in POOLS.items()}
+    projects = {task_name(n): PROJECTS[n % len(PROJECTS)] for n in range(tasks)}
+    found: dict[str, list[str]] = {}
+    stray: list[str] = []
+    for suite in objects.get("task_suites", []):
+        key = (suite.get("tasks") or [{}])[0].get("input_values", {}).get("id")
+        name = sets.get(str(suite.get("pool_id")))
+        if name is None or not isinstance(key, str):
+            stray.append(f"suite {suite.get('id')}")
+        else:
+            found.setdefault(f"TaskSuiteSet/{name}/{key}", []).append(str(suite["id"]))
+    for task in objects.get("perftest_tasks", []):
+        if projects.get(str(task.get("name"))) != task.get("project_id"):
+            stray.append(f"task {task.get('id')} ({task.get('name')} in {task.get('project_id')})")
+        else:
+            found.setdefault(f"PerfTestTask/{task['name']}", []).append(str(task["id"]))
+    return found, stray
+
+
+def compare(
+    expected: Iterable[str], remote: dict[str, list[str]], stray: list[str], recorded: dict[str, tuple[str, str]]
+) -> Findings:
+    """``recorded``: address -> (status, remote id or ``-``), as `reconciler state list` prints them."""
+    findings = Findings(unattributed=len(stray), examples=[f"unattributed: {s}" for s in stray[:5]])
+    for address in sorted(expected):
+        ids = remote.get(address, [])
+        status, remote_id = recorded.get(address, ("absent", "-"))
+        if len(ids) > 1:
+            findings.duplicates += len(ids) - 1
+            findings.examples.append(f"duplicate: {address}: {', '.join(ids)}")
+        if not ids:
+            findings.missing += 1
+            findings.examples.append(f"missing: {address} (state: {status} {remote_id})")
+        elif status != "created" or remote_id not in ids:
+            findings.mismatches += 1
+            findings.examples.append(f"mismatch: {address}: state {status} {remote_id}, remote {', '.join(ids)}")
+    return findings
+
+
+def parse_state_list(text: str) -> dict[str, tuple[str, str]]:
+    rows = (line.split("\t") for line in text.splitlines())
+    return {parts[0]: (parts[1], parts[2]) for parts in rows if len(parts) == 3}
+
+
+# --- the rounds ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float
+
+    def holds(self, lock: LockInfo | None) -> bool:
+        return lock is not None and f" pid {self.process.pid} " in f"{lock.holder} "
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def open_perftest_create(store: StateStore) -> bool:
+    return any(intent.action == "perftest_create" for intent in store.open_intents())
+
+
+def _epoch(utc: str) -> float:
+    return datetime.strptime(utc, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+class Harness:
+    def __init__(self, config: Config, root: Path, children: Children) -> None:
+        self.config, self.root, self.children = config, root, children
+        self.schedule = random.Random(config.seed)  # the kinds of round: the same for a seed, whatever the timing
+        self.rng = random.Random(config.seed + 1)
+        self.counts: Counter[str] = Counter()
+        self.exits: dict[str, Counter[str]] = {"apply": Counter(), "woken": Counter()}
+        self.notes: list[str] = []
+        self.emulator = Emulator(children, root, config.faults)
+        self.workload = Workload(root, self.emulator.url, config.batch_size)
+        self.state_file = root / "state.db"
+        self.expected_run = 3.0  # seconds an undisturbed apply takes, learnt from the runs that end by themselves
+        self._task_credit = 0.0
+        self.env = {**os.environ, "NO_COLOR": "1", "RECONCILER_LOCK_TTL": f"{config.lock_ttl:g}"}
+        self.env.update(CHAOS_CPTS_AK=DEFAULT_ACCESS_KEY, CHAOS_CPTS_SK=DEFAULT_SECRET_KEY)
+        self.env["CHAOS_TOLOKA_KEY"] = DEFAULT_TOLOKA_TOKEN
+        for name in ("RECONCILER_FAILPOINT", "RECONCILER_STATE", "RECONCILER_WORKSPACE"):
+            self.env.pop(name, None)
+
+    # one apply
+
+    def start_apply(self, parallelism: int | None = None) -> Run:
+        self.counts["runs"] += 1
+        log = self.root / "logs" / f"apply-{self.counts['runs']:04d}.log"
+        args = reconciler_command("apply", "manifests", "--auto-approve", "--state", str(self.state_file))
+        args += ["--parallelism", str(parallelism or self.rng.choice((2, 4, 8)))]
+        return Run(self.children.spawn(args, env=self.env, cwd=self.root, log=log), log, time.monotonic())
+
+    def finish(self, run: Run, kind: str = "apply") -> int | None:
+        status = self.children.reap(run.process, timeout=self.config.apply_timeout)
+        self.exits[kind]["hung" if status is None else "killed" if status == -signal.SIGKILL else f"exit {status}"] += 1
+        if status is None:
+            self.notes.append(f"apply ran past {self.config.apply_timeout:g}s (stacks in {run.log})")
+        text = run.text()
+        self.counts["resolved"] += sum(int(n) for n in re.findall(r"(\d+) to resolve", text))
+        if "stayed busy" in text:
+            self.counts["blocked by the state file"] += 1
+        return status
+
+    def running_after(self, run: Run, seconds: float, *, learn: bool = True) -> bool:
+        """Sleep ``seconds`` unless the run ends first, then (``learn``) take its length as a sample of how long
+        a run takes. A run that took a stopped one's lock over is no sample: it waited, or resolved more."""
+        deadline = time.monotonic() + seconds
+        while run.process.poll() is None:
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.005)
+        if learn:
+            self.expected_run = 0.7 * self.expected_run + 0.3 * (time.monotonic() - run.started)
+        return False
+
+    def read_state(self, read: Callable[[StateStore], T]) -> T | None:
+        """``read`` on the state opened read-only, as a run sees it now; None if there is no state (yet)."""
+        try:
+            store = open_store(str(self.state_file), workspace="default", root=self.root, read_only=True)
+        except StateError:
+            return None
+        try:
+            return read(store)
+        except StateError:
+            return None
+        finally:
+            store.close()
+
+    def lock(self) -> LockInfo | None:
+        return self.read_state(lambda store: store.current_lock())
+
+    def lock_of(self, run: Run, timeout: float) -> LockInfo | None:
+        """The state lock once ``run`` holds it; None if the run ends (or ``timeout`` passes) first."""
+        deadline = time.monotonic() + timeout
+        while run.process.poll() is None and time.monotonic() < deadline:
+            if run.holds(held := self.lock()):
+                return held
+            time.sleep(0.02)
+        return None
+
+    # the rounds
+
+    def round(self, kind: str) -> None:
+        self._task_credit += self.config.tasks_per_round
+        tasks, self._task_credit = int(self._task_credit), self._task_credit % 1
+        reviews = self.rng.randint(0, self.config.suites_per_round)
+        photos = (self.config.suites_per_round - reviews) // PHOTOS_PER_SUITE
+        self.workload.grow(reviews, photos, tasks + (self.config.suspend_tasks if kind == "suspend" else 0))
+        began, first = time.monotonic(), self.counts["runs"] + 1
+        getattr(self, f"{kind}_round")()
+        self.counts[f"{kind} rounds"] += 1
+        entry = {"kind": kind, "seconds": round(time.monotonic() - began, 2), "runs": [first, self.counts["runs"]]}
+        with (self.root / "logs" / "rounds.jsonl").open("a") as out:
+            out.write(json.dumps(entry) + "\n")
+
+    def calm_round(self) -> None:
+        self.finish(run := self.start_apply())
+        self.running_after(run, 0)
+
+    def kill_round(self) -> None:
+        run = self.start_apply()
+        if self.running_after(run, self.rng.uniform(0, self.expected_run)):
+            run.process.send_signal(signal.SIGKILL)
+        self.counts["kills"] += self.finish(run) == -signal.SIGKILL  # not a run that was exiting anyway
+
+    def restart_round(self) -> None:
+        run = self.start_apply()
+        self.running_after(run, self.rng.uniform(0, self.expected_run))
+        self.emulator.kill()
+        time.sleep(self.rng.uniform(0, 0.3))
+        self.emulator.start(self.fault_seed())
+        self.counts["restarts"] += 1
+        self.finish(run)
+
+    def suspend_round(self) -> None:
+        """Half the suspensions are aimed: at a PerfTest create whose intent is recorded, maybe not yet sent,
+        where a woken run that still sent would make a second task. Half of the woken runs wake while the run
+        that took over runs, half after it ended (it resolved their intents, maybe by sending them again)."""
+        first = self.start_apply()
+        aimed = self.rng.random() < 0.5
+        held = self.lock_of(first, timeout=self.config.apply_timeout)
+        if aimed:
+            moment = self.until(first, self.expected_run, lambda: bool(self.read_state(open_perftest_create)))
+        else:
+            moment = self.running_after(first, self.rng.uniform(0, self.expected_run / 2))
+        if held is None or not moment:
+            self.counts["suspension missed (the run ended first)"] += 1
+            self.finish(first)
+            return
+        first.process.send_signal(signal.SIGSTOP)
+        if not first.holds(self.lock()):  # stopped after its work was done and its lock released
+            os.kill(first.process.pid, signal.SIGCONT)
+            self.counts["suspended too late"] += 1
+            self.finish(first)
+            return
+        self.counts["suspensions"] += 1
+        self.counts["suspensions aimed at a PerfTest create"] += aimed
+        wake_after_second = self.rng.random() < 0.5
+        try:
+            second = self.take_over(held)
+            if self.lock_of(second, timeout=self.config.lock_ttl + 30) is not None:
+                self.counts["takeovers"] += 1
+                wait = self.config.apply_timeout if wake_after_second else self.rng.uniform(0, self.expected_run)
+                self.running_after(second, wait, learn=False)
+        finally:
+            os.kill(first.process.pid, signal.SIGCONT)
+        self.finish(second)
+        if self.finish(first, "woken") != 0:
+            woke = first.text()
+            self.counts["woken: stopped sending"] += "sends nothing more" in woke
+            self.counts["woken: refused to record"] += "records nothing more" in woke
+
+    def until(self, run: Run, timeout: float, condition: Callable[[], bool]) -> bool:
+        """Whether ``run`` still runs once ``condition`` holds; False if it ends (or ``timeout`` passes) first."""
+        deadline = time.monotonic() + timeout
+        while run.process.poll() is None and time.monotonic() < deadline:
+            if condition():
+                return run.process.poll() is None
+            time.sleep(0.01)
+        return False
+
+    def take_over(self, held: LockInfo) -> Run:
+        """Free the stopped run's lock as its TTL (or an operator) does, then start the run that takes it."""
+        if self.config.takeover == "unlock":
+            unlock = reconciler_command("state", "unlock", held.lock_id, "--state", str(self.state_file))
+            subprocess.run(unlock, cwd=self.root, env=self.env, capture_output=True, timeout=60, check=False)
+            return self.start_apply()
+        if _epoch(held.expires_at) - time.time() > self.config.lock_ttl + 1:
+            raise HarnessError(
+                f"apply took a lock until {held.expires_at}, longer than RECONCILER_LOCK_TTL={self.config.lock_ttl:g}"
+                "s: this reconciler ignores it; use --takeover unlock"
+            )
+        while (current := self.lock()) is not None and current.lock_id == held.lock_id:
+            left = _epoch(current.expires_at) - time.time()
+            if left < -0.05:
+                break
+            time.sleep(min(0.5, left + 0.06))
+        return self.start_apply()
+
+    def fault_seed(self) -> int:
+        return self.config.seed * 1000 + self.emulator.starts
+
+    # the end
+
+    def final(self) -> tuple[dict[str, Any], Findings]:
+        """Faults off; apply until it succeeds (at most three times); one more must change nothing; compare."""
+        admin = SandboxAdmin(self.emulator.url, timeout=300)
+        try:
+            admin.set_faults(None)
+            for _ in range(3):
+                if (status := self.finish(self.start_apply(parallelism=10))) == 0:
+                    break
+            again = self.start_apply(parallelism=10)
+            converged = self.finish(again) == 0 and "No changes" in again.text()
+            objects = admin.objects()
+        finally:
+            admin.close()
+        listed = subprocess.run(
+            reconciler_command("state", "list", "--state", str(self.state_file)),
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if listed.returncode != 0:
+            raise HarnessError(f"`reconciler state list` failed: {listed.stderr.strip()[-1500:]}")
+        remote, stray = attribute(objects, self.workload.tasks)
+        findings = compare(self.workload.addresses(), remote, stray, parse_state_list(listed.stdout))
+        final = {"final_apply_exit": status, "next_apply_found_nothing_to_do": converged}
+        return final, findings
+
+    def run(self) -> tuple[dict[str, Any], Findings]:
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self.workload.grow(self.config.suites // 2, self.config.suites // 2 // PHOTOS_PER_SUITE, self.config.tasks)
+        self.emulator.start(self.fault_seed())
+        kinds = [k for k in KINDS if self.config.mix.get(k, 0) > 0]
+        for n in range(3 * self.config.rounds):
+            short = any(self.counts[name] < least for name, least in self.config.at_least.items())
+            if n >= self.config.rounds and not short:
+                break
+            self.round(self.schedule.choices(kinds, [self.config.mix[k] for k in kinds])[0])
+        return self.final()
+
+    def figures(self, final: dict[str, Any], findings: Findings, wall: float) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "seed": self.config.seed,
+            "rounds": sum(c[f"{k} rounds"] for k in KINDS),
+            "rounds_by_kind": {k: c[f"{k} rounds"] for k in KINDS if c[f"{k} rounds"]},
+            "kills": c["kills"],
+            "suspensions": c["suspensions"],
+            "takeovers": c["takeovers"],
+            "suspensions_aimed_at_a_perftest_create": c["suspensions aimed at a PerfTest create"],
+            "suspended_too_late": c["suspended too late"],
+            "suspension_missed": c["suspension missed (the run ended first)"],
+            "emulator_restarts": c["restarts"],
+            "duplicates": findings.duplicates,
+            "missing": findings.missing,
+            "mismatches": findings.mismatches,
+            "unattributed": findings.unattributed,
+            **final,
+            "wall_seconds": round(wall, 1),
+            "workload": {"suites": self.workload.suites, "tasks": self.workload.tasks},
+            "takeover_by": self.config.takeover,
+            "open_addresses_found_by_later_runs": c["resolved"],
+            "apply_exits": dict(self.exits["apply"]),
+            "woken_holders_exits": dict(self.exits["woken"]),
+            "woken_holders_that_stopped_sending": c["woken: stopped sending"],
+            "woken_holders_refused_a_write": c["woken: refused to record"],
+            "runs_blocked_by_a_stopped_ones_state_file": c["blocked by the state file"],
+        }
+
+
+def report(figures: dict[str, Any], notes: list[str], findings: Findings) -> list[str]:
+    lines = [f"{name.replace('_', ' '):>42}: {value}" for name, value in figures.items()]
+    return lines + [f"note: {note}" for note in notes[:10]] + findings.examples[:20]
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+
+def _pairs(text: str, names: Sequence[str]) -> dict[str, float]:
+    try:
+        pairs = {name: float(value) for name, _, value in (i.partition("=") for i in text.split(",") if i.strip())}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=NUMBER items") from None
+    if not set(pairs) <= set(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: the names are {', '.join(names)}")
+    return pairs
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    mix = _pairs(text, KINDS)
+    if not any(w > 0 for w in mix.values()):
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one kind of round a weight above 0")
+    return mix
+
+
+def parse_at_least(text: str) -> dict[str, float]:
+    return _pairs(text, ("kills", "suspensions", "takeovers", "restarts"))
+
+
+def parse_faults(text: str) -> str:
+    """The spec without a seed: each emulator start gets its own (``Emulator.start``)."""
+    kept = ",".join(i for i in text.split(",") if i.strip() and not i.strip().startswith("seed"))
+    try:
+        FaultSpec.parse(kept)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return kept
+
+
+def parse_args(argv: Sequence[str]) -> Config:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    add("--rounds", type=int, default=40)
+    add(
+        "--at-least", type=parse_at_least, default={}, help="more rounds (up to 3x) until e.g. kills=200,suspensions=20"
+    )
+    add("--seed", type=int, default=None, help="default: a random one (printed)")
+    add("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX), help=f"weights of the kinds of round ({DEFAULT_MIX})")
+    add("--faults", type=parse_faults, default=DEFAULT_FAULTS, help=f"the emulator's --faults ({DEFAULT_FAULTS})")
+    add("--suites", type=int, default=2000, help="suites before the first round (2000)")
+    add("--suites-per-round", type=int, default=20, help="suites each round adds (20)")
+    add("--tasks", type=int, default=24, help="PerfTest tasks before the first round (24)")
+    add("--tasks-per-round", type=float, default=0.1, help="PerfTest tasks each round adds (0.1)")
+    add("--suspend-tasks", type=int, default=8, help="more tasks a suspension round adds (8)")
+    add("--batch-size", type=int, default=20, help="Toloka suites per batch, i.e. per intent (20)")
+    add("--lock-ttl", type=float, default=3.0, help="RECONCILER_LOCK_TTL for every apply, in seconds (3)")
+    add("--takeover", choices=("ttl", "unlock"), default="ttl", help="how a suspended run loses its lock (ttl)")
+    add("--apply-timeout", type=float, default=120.0, help="seconds after which a run counts as hung (120)")
+    add("--workdir", type=Path, default=None, help="where the project lives (default: a temporary folder)")
+    add("--keep", action="store_true", help="keep the workdir (always kept after a finding)")
+    add("--json", dest="as_json", action="store_true", help="end with the figures as one JSON line")
+    args = vars(p.parse_args(argv))
+    if args["seed"] is None:
+        args["seed"] = random.SystemRandom().randrange(1_000_000)
+    return Config(**args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    root = config.workdir or Path(tempfile.mkdtemp(prefix="chaos-"))
+    root.mkdir(parents=True, exist_ok=True)
+    children = Children()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    start = time.monotonic()
+    try:
+        harness = Harness(config, root, children)
+        final, findings = harness.run()
+    except HarnessError as e:
+        print(f"chaos: {e} (seed {config.seed}, files in {root})", file=sys.stderr)
+        return 2
+    finally:
+        children.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+    figures = harness.figures(final, findings, time.monotonic() - start)
+    print("\n".join(report(figures, harness.notes, findings)))
+    if config.keep or not findings.clean:
+        print(f"files (manifests, state, emulator data, logs): {root}")
+    elif config.workdir is None:
+        shutil.rmtree(root, ignore_errors=True)
+    if config.as_json:
+        print(json.dumps(figures))
+    return 0 if findings.clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
