@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import ctypes
 import json
 import os
@@ -46,18 +45,27 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).parent))  # chaos_world beside it, also when loaded by file path
+from chaos_world import (  # noqa: E402 - after the path it is found on
+    PHOTOS_PER_SUITE,
+    Findings,
+    Workload,
+    attribute,
+    compare,
+    parse_state_list,
+)
+
 from reconciler.errors import StateError
 from reconciler.sandbox import (
     DEFAULT_ACCESS_KEY,
-    DEFAULT_CLOUD_PROJECT_ID,
     DEFAULT_SECRET_KEY,
     DEFAULT_TOLOKA_TOKEN,
     FaultSpec,
@@ -69,10 +77,6 @@ T = TypeVar("T")
 KINDS = ("kill", "suspend", "restart", "calm")
 DEFAULT_MIX = "kill=86,suspend=8,restart=4,calm=2"
 DEFAULT_FAULTS = "500=0.02,503=0.02,500_after=0.01,429=0.03,lost_ack=0.02,latency_ms=2-25"
-PROJECTS = (101, 102)
-POOLS = {"reviews": "5001", "photos": "5002"}
-#: Rows per suite of the CSV set; rows are added in whole suites, so no suite ever changes.
-PHOTOS_PER_SUITE = 2
 
 
 class HarnessError(Exception):
@@ -191,131 +195,6 @@ class Emulator:
             os.kill(self.process.pid, signal.SIGKILL)
             self.children.reap(self.process, timeout=30)
             self.process = None
-
-
-# --- the workload ----------------------------------------------------------------------------------------------
-
-
-class Workload:
-    """The project's manifests (JSON) and data files, which only ever grow, and the addresses they declare."""
-
-    def __init__(self, root: Path, url: str, batch_size: int) -> None:
-        self.manifests = root / "manifests"
-        (self.manifests / "data").mkdir(parents=True, exist_ok=True)
-        self.reviews = self.photos = self.tasks = 0
-        keys = {"access_key_env": "CHAOS_CPTS_AK", "secret_key_env": "CHAOS_CPTS_SK"}
-        # PerfTest at 40 requests/s, so that a run's task creates spread over its length, as suspensions need.
-        perftest = {"endpoint": url, "region": "cn-north-4", "credentials": keys, "rate_limit": 40}
-        perftest["cloud_project_id"] = DEFAULT_CLOUD_PROJECT_ID
-        toloka = {"endpoint": url, "credentials": {"token_env": "CHAOS_TOLOKA_KEY"}, "batch_size": batch_size}
-        providers = [doc("PerfTestProvider", "perftest", perftest), doc("TolokaProvider", "toloka", toloka)]
-        self._write("providers", providers)
-        reviews = {"source": "data/reviews.jsonl", "key": "id", "template": {"pool_id": POOLS["reviews"], "overlap": 3}}
-        photos = {"source": "data/photos.csv", "key": "id", "tasks_per_suite": PHOTOS_PER_SUITE}
-        photos.update(template={"pool_id": POOLS["photos"], "overlap": 1}, options={"allow_defaults": True})
-        self._write("suites", [doc("TaskSuiteSet", "reviews", reviews), doc("TaskSuiteSet", "photos", photos)])
-        (self.manifests / "data" / "photos.csv").write_text("id,url,caption\r\n")
-
-    def _write(self, name: str, documents: list[dict[str, Any]]) -> None:
-        (self.manifests / f"{name}.json").write_text(json.dumps(documents, indent=1))
-
-    def grow(self, reviews: int, photo_suites: int, tasks: int) -> None:
-        with (self.manifests / "data" / "reviews.jsonl").open("a") as out:
-            for n in range(self.reviews, self.reviews + reviews):
-                out.write(json.dumps({"id": f"rv{n:06d}", "text": f"review {n}", "stars": n % 5 + 1}) + "\n")
-        with (self.manifests / "data" / "photos.csv").open("a", newline="") as out:
-            rows = range(self.photos, self.photos + photo_suites * PHOTOS_PER_SUITE)
-            csv.writer(out).writerows([f"ph{n:06d}", f"https://img.example/{n}.jpg", f"photo, {n}"] for n in rows)
-        self.reviews += reviews
-        self.photos += photo_suites * PHOTOS_PER_SUITE
-        if tasks:
-            self.tasks += tasks
-            self._write("tasks", [task_doc(n) for n in range(self.tasks)])
-
-    @property
-    def suites(self) -> int:
-        return self.reviews + self.photos // PHOTOS_PER_SUITE
-
-    def addresses(self) -> set[str]:
-        found = {f"TaskSuiteSet/reviews/rv{n:06d}" for n in range(self.reviews)}
-        found |= {f"TaskSuiteSet/photos/ph{n:06d}" for n in range(0, self.photos, PHOTOS_PER_SUITE)}
-        return found | {f"PerfTestTask/{task_name(n)}" for n in range(self.tasks)}
-
-
-def doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "reconciler/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def task_name(n: int) -> str:
-    return f"chaos-{n:04d}"
-
-
-def task_doc(n: int) -> dict[str, Any]:
-    spec = {"project_id": PROJECTS[n % len(PROJECTS)], "parallel": n % 2 == 0, "case_id_list": [n + 1]}
-    return doc("PerfTestTask", task_name(n), spec)
-
-
-# --- the world against the state -------------------------------------------------------------------------------
-
-
-@dataclass
-class Findings:
-    duplicates: int = 0
-    missing: int = 0
-    mismatches: int = 0
-    unattributed: int = 0
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def clean(self) -> bool:
-        return not (self.duplicates or self.missing or self.mismatches or self.unattributed)
-
-
-def attribute(objects: dict[str, list[dict[str, Any]]], tasks: int) -> tuple[dict[str, list[str]], list[str]]:
-    """Remote ids by the address they were made for, and the ids no address accounts for. A suite is known by
-    its pool and its first task's ``id`` (the set's key), a task by its name in its manifest's test project."""
-    sets = {pool: name for name, pool in POOLS.items()}
-    projects = {task_name(n): PROJECTS[n % len(PROJECTS)] for n in range(tasks)}
-    found: dict[str, list[str]] = {}
-    stray: list[str] = []
-    for suite in objects.get("task_suites", []):
-        key = (suite.get("tasks") or [{}])[0].get("input_values", {}).get("id")
-        name = sets.get(str(suite.get("pool_id")))
-        if name is None or not isinstance(key, str):
-            stray.append(f"suite {suite.get('id')}")
-        else:
-            found.setdefault(f"TaskSuiteSet/{name}/{key}", []).append(str(suite["id"]))
-    for task in objects.get("perftest_tasks", []):
-        if projects.get(str(task.get("name"))) != task.get("project_id"):
-            stray.append(f"task {task.get('id')} ({task.get('name')} in {task.get('project_id')})")
-        else:
-            found.setdefault(f"PerfTestTask/{task['name']}", []).append(str(task["id"]))
-    return found, stray
-
-
-def compare(
-    expected: Iterable[str], remote: dict[str, list[str]], stray: list[str], recorded: dict[str, tuple[str, str]]
-) -> Findings:
-    """``recorded``: address -> (status, remote id or ``-``), as `reconciler state list` prints them."""
-    findings = Findings(unattributed=len(stray), examples=[f"unattributed: {s}" for s in stray[:5]])
-    for address in sorted(expected):
-        ids = remote.get(address, [])
-        status, remote_id = recorded.get(address, ("absent", "-"))
-        if len(ids) > 1:
-            findings.duplicates += len(ids) - 1
-            findings.examples.append(f"duplicate: {address}: {', '.join(ids)}")
-        if not ids:
-            findings.missing += 1
-            findings.examples.append(f"missing: {address} (state: {status} {remote_id})")
-        elif status != "created" or remote_id not in ids:
-            findings.mismatches += 1
-            findings.examples.append(f"mismatch: {address}: state {status} {remote_id}, remote {', '.join(ids)}")
-    return findings
-
-
-def parse_state_list(text: str) -> dict[str, tuple[str, str]]:
-    rows = (line.split("\t") for line in text.splitlines())
-    return {parts[0]: (parts[1], parts[2]) for parts in rows if len(parts) == 3}
 
 
 # --- the rounds ------------------------------------------------------------------------------------------------
