@@ -309,13 +309,7 @@ def apply(
         opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
         locked(store, operation="apply", lock_timeout=lock_timeout) as lease,
     ):
-        if saved is not None:
-            _refuse_plan_of_no_state(common, store, paths[0])
-            the_plan = workflows.plan_to_apply(store, saved, workspace=common.effective_workspace, planfile=paths[0])
-        else:
-            assert desired is not None
-            made = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
-            the_plan = workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
+        the_plan = _plan_for_apply(common, store, paths, saved, desired, targets=targets, replace=replace)
         if as_json:
             for event in plan_events(the_plan):
                 write_event(sys.stdout, event)
@@ -342,6 +336,25 @@ def apply(
         sys.exit(EXIT_INTERRUPTED)
     if not result.ok:
         sys.exit(1)
+
+
+def _plan_for_apply(
+    common: Common,
+    store: StateStore,
+    paths: tuple[Path, ...],
+    saved: Plan | None,
+    desired: DesiredState | None,
+    *,
+    targets: tuple[str, ...],
+    replace: tuple[str, ...],
+) -> Plan:
+    """The plan apply runs, under the lock: the saved one if it is still current, or one made now."""
+    if saved is not None:
+        _refuse_plan_of_no_state(common, store, paths[0])
+        return workflows.plan_to_apply(store, saved, workspace=common.effective_workspace, planfile=paths[0])
+    assert desired is not None
+    made = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
+    return workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
 
 
 def _no_state_yet(path: Path) -> str:
