@@ -173,7 +173,12 @@ class _Retry:
 
 
 class HttpClient:
-    """A thread-safe JSON-over-HTTP client with the retry, rate-limit and error policy described above."""
+    """A thread-safe JSON-over-HTTP client with the retry, rate-limit and error policy described above.
+
+    Longer than this project's classes usually are, on purpose: the policy (which failure is retried, which
+    means "unknown", which "refused") is one decision per response, and split across classes a reader would
+    have to follow it through all of them; the mechanics live in ``bounds``, ``quoting`` and ``ratelimit``.
+    """
 
     def __init__(
         self,
