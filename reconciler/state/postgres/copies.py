@@ -9,18 +9,16 @@ is left out of the file and rebuilt from the operation ids when one is read back
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import StateError
 from reconciler.state.base import StateMeta
+from reconciler.state.copy_file import copy_in_place
 from reconciler.state.postgres.rows import Place
-from reconciler.state.sqlite.schema import fsync, immediate, open_state_file
+from reconciler.state.sqlite.schema import immediate, open_state_file
 
 __all__ = ["SourceFile", "copy_to", "restore_from"]
 
@@ -46,8 +44,7 @@ def copy_to(place: Place, path: Path, *, shown: str) -> StateMeta:
     if row is None:
         raise StateError(f"the state {shown} is gone: its workspace row was removed")
     lineage, serial, created_at, generation, *lock = row
-    temporary = path.with_name(f".{path.name}.pull-{uuid.uuid4().hex[:12]}")
-    try:
+    with copy_in_place(path) as temporary:
         copy = open_state_file(temporary, lineage=lineage)
         try:
             with immediate(copy):
@@ -61,16 +58,6 @@ def copy_to(place: Place, path: Path, *, shown: str) -> StateMeta:
             copy.execute("PRAGMA journal_mode = DELETE")
         finally:
             copy.close()
-        fsync(temporary)
-        os.replace(temporary, path)
-    except sqlite3.Error as e:
-        raise StateError(f"cannot copy the state to {path}: {e}") from e
-    except OSError as e:
-        raise StateError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            with contextlib.suppress(FileNotFoundError):
-                temporary.with_name(temporary.name + suffix).unlink()
     return StateMeta(lineage=lineage, serial=serial)
 
 

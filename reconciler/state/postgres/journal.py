@@ -14,10 +14,20 @@ from typing import Any
 
 from reconciler.encoding import dumps_text
 from reconciler.redaction import redact
-from reconciler.state.base import JournalEntry, Outcome, Status
+from reconciler.state.base import JournalEntry, Outcome
 from reconciler.state.postgres.rows import Place
 from reconciler.state.postgres.schema import AT
-from reconciler.state.sqlite.journal import CREATIONS, MEMBERS, SIDE_BY_SIDE, Entries, HeadsOf, expand, intent_entries
+from reconciler.state.sqlite.journal import (
+    CREATIONS,
+    MEMBERS,
+    SIDE_BY_SIDE,
+    Entries,
+    HeadsOf,
+    creations_body,
+    intent_entries,
+    latest_entries,
+    outcome_entries,
+)
 
 __all__ = ["Appender", "read_history"]
 
@@ -69,18 +79,11 @@ class Appender:
             self.row(MEMBERS, None, operation_id, "{}", count)
 
     def outcomes(self, operation_id: str, outcomes: Sequence[Outcome], *, resolved: bool) -> None:
-        created = Status.CREATED
-        if len(outcomes) > 1 and all(o.status is created and o.error is None and o.remote is None for o in outcomes):
-            addresses, remote_ids = [o.address for o in outcomes], [o.remote_id for o in outcomes]
-            body = dumps_text({"addresses": addresses, "remote_ids": remote_ids, "resolved": resolved})
+        body = creations_body(outcomes, resolved=resolved)
+        if body is not None:
             self.row(CREATIONS, None, operation_id, body, len(outcomes) + resolved)
             return
-        entries = Entries(
-            [o.status for o in outcomes], [o.address for o in outcomes], [_outcome_detail(o) for o in outcomes]
-        )
-        if resolved:
-            entries.add("resolved", None, {})
-        self.append(operation_id, entries)
+        self.append(operation_id, outcome_entries(outcomes, resolved=resolved))
 
 
 def read_history(place: Place, *, address: str | None, limit: int, heads_of: HeadsOf) -> list[JournalEntry]:
@@ -93,19 +96,6 @@ def read_history(place: Place, *, address: str | None, limit: int, heads_of: Hea
         quoted = dumps_text(address)
         sql = _ROWS_OF_ADDRESS.format(s=place.schema)
         params = (place.workspace, address, quoted, place.workspace, quoted)
-    newest_first: list[JournalEntry] = []
     with cur.connection.cursor(name="reconciler_history") as rows_cursor:
         rows_cursor.execute(sql, params)
-        while len(newest_first) < limit and (rows := rows_cursor.fetchmany(64)):
-            for row in rows:
-                entries = expand(row, heads_of)
-                if address is not None:
-                    entries = [e for e in entries if e.address == address]
-                newest_first.extend(reversed(entries))
-    return list(reversed(newest_first[:limit]))
-
-
-def _outcome_detail(outcome: Outcome) -> dict[str, Any]:
-    if outcome.error is None:
-        return {} if outcome.remote_id is None else {"remote_id": outcome.remote_id}
-    return {k: v for k, v in (("remote_id", outcome.remote_id), ("error", outcome.error)) if v is not None}
+        return latest_entries(rows_cursor.fetchmany, address=address, limit=limit, heads_of=heads_of)

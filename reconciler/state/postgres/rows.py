@@ -6,7 +6,7 @@ intents over the rows they are newer than, which here is one comparison, since e
 the intent that wrote it (``written_by``).
 
 Every function takes a ``Place`` (a cursor in a transaction, the schema and the workspace); nothing here
-writes.
+writes. What a fetched row's fields decode to is ``reconciler.state.rows``'s, shared with SQLite.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from reconciler.state.base import Intent, ResourceRecord, ResourceSummary, Status
+from reconciler.state import rows as row_forms
+from reconciler.state.base import Intent, ResourceRecord, ResourceSummary
 
 __all__ = [
     "INTENT_COLUMNS",
@@ -34,7 +35,6 @@ __all__ = [
 
 FETCH_CHUNK = 10_000
 IN_CHUNK = 5_000
-_STATUS = {s.value: s for s in Status}
 
 #: A summary's columns, then ``member`` and ``written_by``.
 SUMMARY_COLUMNS = "address, kind, provider, spec_hash, status, remote_id, operation_id, attempt, member, written_by"
@@ -90,20 +90,17 @@ class Members:
 
     def summary(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """A row of ``SUMMARY_COLUMNS`` as a summary tuple (kind, provider, hash, attempt from its member)."""
-        address, kind, provider, spec_hash, status, remote_id, op, attempt, member, _ = row
-        if member is not None:
-            _, kind, provider, spec_hash, attempt, _ = self.heads(op)[member]
-        return (address, kind, provider, spec_hash, status, remote_id, op, attempt)
+        if row[8] is None:
+            return row[:8]
+        return row_forms.member_summary(row, self.heads(row[6])[row[8]])
 
     def record(self, row: tuple[Any, ...]) -> ResourceRecord:
         """A row of ``_RECORD_COLUMNS`` as a record."""
         if row[14] is None:
-            return _record(row)
+            return row_forms.record_of_row(row)
         heads, specs = self.of(row[7])
         assert specs is not None
-        i = row[14]
-        _, kind, provider, spec_hash, attempt, _ = heads[i]
-        return _record((row[0], kind, provider, None, spec_hash, *row[5:8], attempt, *row[9:]), spec=specs[i])
+        return row_forms.member_record(row, heads[row[14]], specs[row[14]])
 
 
 class Overlay:
@@ -133,11 +130,8 @@ class Overlay:
             heads, specs_text = members[seq]
             if heads is None:
                 raise ValueError(f"the open intent {op} has no members")
-            decoded = orjson.loads(heads)
-            member_specs = [None] * len(decoded) if specs_text is None else orjson.loads(specs_text)
-            for head, spec in zip(decoded, member_specs, strict=True):
-                if want is None or head[0] in want:
-                    self.pending[head[0]] = (seq, op, at, [*head, spec])
+            for member in row_forms.open_members(heads, specs_text, want):
+                self.pending[member[0]] = (seq, op, at, member)
 
     def unseen(self) -> list[str]:
         return [address for address in self.pending if address not in self._seen]
@@ -148,25 +142,12 @@ class Overlay:
         return written_by is None or written_by < self.pending[address][0]
 
     def summary_of(self, address: str) -> tuple[Any, ...]:
-        _, op, _, (_, kind, provider, spec_hash, attempt, _, _) = self.pending[address]
-        return (address, kind, provider, spec_hash, Status.PENDING.value, None, op, attempt)
+        _, op, _, member = self.pending[address]
+        return row_forms.pending_summary(address, op, member)
 
     def record_of(self, address: str, created_at: str | None) -> ResourceRecord:
-        _, op, at, (_, kind, provider, spec_hash, attempt, _, spec) = self.pending[address]
-        return ResourceRecord(
-            address=address,
-            kind=kind,
-            provider=provider,
-            spec=spec,
-            spec_hash=spec_hash,
-            status=Status.PENDING,
-            remote_id=None,
-            operation_id=op,
-            attempt=attempt,
-            error=None,
-            created_at=created_at or at,
-            updated_at=at,
-        )
+        _, op, at, member = self.pending[address]
+        return row_forms.pending_record(address, op, at, member, created_at)
 
 
 def read_summaries(place: Place, conn: psycopg.Connection[Any]) -> Iterator[ResourceSummary]:
@@ -188,8 +169,8 @@ def read_summaries(place: Place, conn: psycopg.Connection[Any]) -> Iterator[Reso
                     resolved.append(row[:8])
                 else:
                     resolved.append(members.summary(row))
-            yield from _summaries(resolved)
-    yield from _summaries([overlay.summary_of(address) for address in overlay.unseen()])
+            yield from row_forms.summaries(resolved)
+    yield from row_forms.summaries([overlay.summary_of(address) for address in overlay.unseen()])
 
 
 def read_records(place: Place, addresses: Iterable[str]) -> dict[str, ResourceRecord]:
@@ -223,12 +204,7 @@ def refuse_pending(place: Place, address: str, what: str) -> str | None:
     row = place.one("SELECT written_by FROM {s}.resources WHERE workspace = %s AND address = %s", (address,))
     if row is not None and not overlay.overrides(address, row[0]):
         return None
-    op = overlay.pending[address][1]
-    return (
-        f"{address} is pending: an interrupted apply (operation {op}) may have created it. Run `reconciler apply` "
-        f"to find out, or `reconciler state import {address} REMOTE_ID ...` if you know the remote object, before "
-        f"you {what}"
-    )
+    return row_forms.pending_refusal(address, overlay.pending[address][1], what)
 
 
 def intent_of_row(row: tuple[Any, ...]) -> Intent:
@@ -246,41 +222,4 @@ def intent_of_row(row: tuple[Any, ...]) -> Intent:
         detail=decoded,
         created_at=created_at,
         resolved=bool(resolved),
-    )
-
-
-def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
-    status = _STATUS
-    try:
-        for a, k, p, h, s, r, o, n in rows:
-            yield ResourceSummary(a, k, p, h, status[s], r, o, n)
-    except KeyError:
-        raise ValueError(f"resource {a} has the unknown status {s!r}") from None
-
-
-def _record(row: tuple[Any, ...], *, spec: dict[str, Any] | None = None) -> ResourceRecord:
-    address, kind, provider, spec_text, spec_hash, status, remote_id, operation_id, attempt, *rest = row
-    error, created_at, updated_at, remote, refreshed_at, _, _ = rest
-    if status not in _STATUS:
-        raise ValueError(f"resource {address} has the unknown status {status!r}")
-    try:
-        decoded_spec = orjson.loads(spec_text) if spec is None else spec
-        decoded_remote = None if remote is None else orjson.loads(remote)
-    except orjson.JSONDecodeError as e:
-        raise ValueError(f"resource {address}: its spec or remote view is not JSON ({e})") from e
-    return ResourceRecord(
-        address=address,
-        kind=kind,
-        provider=provider,
-        spec=decoded_spec,
-        spec_hash=spec_hash,
-        status=_STATUS[status],
-        remote_id=remote_id,
-        operation_id=operation_id,
-        attempt=attempt,
-        error=error,
-        created_at=created_at,
-        updated_at=updated_at,
-        remote=decoded_remote,
-        refreshed_at=refreshed_at,
     )

@@ -19,7 +19,6 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import IsolationLevel
 from psycopg.pq import TransactionStatus
@@ -29,6 +28,7 @@ from reconciler.state.postgres import schema
 from reconciler.state.postgres.journal import Appender
 from reconciler.state.postgres.location import PostgresLocation
 from reconciler.state.postgres.rows import Place
+from reconciler.state.rows import damaged
 
 __all__ = ["Held", "Session"]
 
@@ -103,10 +103,7 @@ class Session:
 
     def damaged(self, e: Exception) -> StateError:
         """A row that cannot be read as the format says: undecodable JSON, a member that is not there."""
-        if isinstance(e, orjson.JSONDecodeError):
-            return StateError(f"the state {self.shown} is damaged: a JSON column holds text that is not JSON ({e})")
-        detail = str(e) if isinstance(e, ValueError) else f"a row is not as its format says ({type(e).__name__}: {e})"
-        return StateError(f"the state {self.shown} is damaged: {detail}")
+        return damaged(self.shown, e)
 
     def error(self, e: psycopg.Error) -> StateError:
         text = self.location.hide(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)

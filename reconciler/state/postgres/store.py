@@ -34,7 +34,6 @@ import psycopg
 
 from reconciler.encoding import dumps_text
 from reconciler.errors import StateAbsentError, StateError, StateLockedError, UnknownAddressError
-from reconciler.redaction import redact
 from reconciler.state.base import (
     Intent,
     JournalEntry,
@@ -44,8 +43,8 @@ from reconciler.state.base import (
     ResourceRecord,
     ResourceSummary,
     StateMeta,
-    Status,
 )
+from reconciler.state.outcomes import check_covers, check_outcomes_covered, outcome_rows
 from reconciler.state.postgres import copies, rows, schema
 from reconciler.state.postgres.journal import read_history
 from reconciler.state.postgres.location import PostgresLocation
@@ -108,7 +107,9 @@ class PostgresStateStore:
     lineage of the state if this opening creates it.
 
     Each method is one transaction of its ``Session`` (``read``, ``write``), which owns the connection, the
-    mutex that makes the store safe to share between threads, and the fence.
+    mutex that makes the store safe to share between threads, and the fence. Longer than this project's classes
+    usually are, for the reason ``SqliteStateStore`` gives: it is the whole ``StateStore`` protocol, one short
+    transaction per method.
     """
 
     def __init__(self, url: str, *, workspace: str, read_only: bool = False, lineage: str | None = None) -> None:
@@ -203,7 +204,7 @@ class PostgresStateStore:
     def record_intent(self, *, intent: Intent, resources: Sequence[PendingResource]) -> None:
         """One intent row, members included, however many addresses: encoded before the transaction, then sent
         with the rest of the write in one round trip."""
-        _check_covers(intent, resources)
+        check_covers(intent, resources)
         op = intent.operation_id
         heads = [[r.address, r.kind, r.provider, r.spec_hash, r.attempt, r.replaces] for r in resources]
         texts = (dumps_text(intent.addresses), dumps_text(intent.detail), dumps_text(heads))
@@ -230,7 +231,7 @@ class PostgresStateStore:
         member = self._members_of(op)
         if any(o[0] not in member for o in outcomes):
             self._check_outcomes_covered(op, outcomes)
-        created, others = _outcome_rows(outcomes, member)
+        created, others = outcome_rows(outcomes, member)
         with self._session.write(bump=True, pipelined=True) as held:
             if created or others:
                 args = {"ws": self.workspace, "op": op, "created": dumps_text(created), "others": dumps_text(others)}
@@ -431,30 +432,4 @@ class PostgresStateStore:
             found = place.one(
                 "SELECT addresses FROM {s}.intents WHERE workspace = %s AND operation_id = %s", (operation_id,)
             )
-        covered = set() if found is None else set(orjson.loads(found[0]))
-        strays = [o[0] for o in outcomes if o[0] not in covered]
-        if strays:
-            raise ValueError(f"outcomes for addresses outside intent {operation_id}: {strays[:5]}")
-
-
-def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
-    addresses = [r.address for r in resources]
-    if len(set(addresses)) != len(addresses) or set(addresses) != set(intent.addresses):
-        raise ValueError(f"the resources of intent {intent.operation_id} must be exactly its addresses, once each")
-
-
-def _outcome_rows(
-    outcomes: Sequence[Outcome], member: dict[str, int]
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows of ``_UPSERT_OUTCOMES``: plain creations, then the others; an address without a member is left
-    out (its outcome is journalled only). A Status is a str (StrEnum): it encodes as its text."""
-    ok = Status.CREATED
-    created = [(a, r, member[a]) for a, s, r, e, v in outcomes if s is ok and e is None and v is None and a in member]
-    if len(created) == len(outcomes):
-        return created, []
-    others = [
-        (a, s, r, member[a], None if e is None else redact(e), None if v is None else dumps_text(v))
-        for a, s, r, e, v in outcomes
-        if not (s is ok and e is None and v is None) and a in member
-    ]
-    return created, others
+        check_outcomes_covered(operation_id, outcomes, () if found is None else orjson.loads(found[0]))

@@ -7,7 +7,6 @@ Both go through SQLite's backup API, which copies a consistent snapshot page by 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from reconciler.errors import StateError
 from reconciler.state.base import StateMeta
+from reconciler.state.copy_file import copy_in_place
 from reconciler.state.sqlite import journal
-from reconciler.state.sqlite.schema import WRITING, fsync, immediate
+from reconciler.state.sqlite.schema import WRITING, immediate
 
 if TYPE_CHECKING:
     from reconciler.state.sqlite.store import SqliteStateStore
@@ -27,25 +27,14 @@ __all__ = ["copy_to", "restore_from"]
 def copy_to(store: SqliteStateStore, path: Path) -> StateMeta:
     """Write a consistent copy of the state to ``path`` (SQLite's backup API), complete in that one file."""
     meta = store.meta()
-    temporary = path.with_name(f".{path.name}.pull-{uuid.uuid4().hex[:12]}")
-    try:
-        with store._mutex:
-            dest = sqlite3.connect(temporary, isolation_level=None)
-            try:
-                store._conn.backup(dest)
-                dest.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
-                dest.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                dest.close()
-        fsync(temporary)
-        os.replace(temporary, path)
-    except sqlite3.Error as e:
-        raise StateError(f"cannot copy the state to {path}: {e}") from e
-    except OSError as e:
-        raise StateError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    with copy_in_place(path) as temporary, store._mutex:
+        dest = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            store._conn.backup(dest)
+            dest.execute("DELETE FROM meta WHERE key = ?", (WRITING,))
+            dest.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dest.close()
     return meta
 
 

@@ -37,7 +37,17 @@ from reconciler.encoding import dumps_text
 from reconciler.redaction import redact
 from reconciler.state.base import JournalEntry, Outcome, Status
 
-__all__ = ["Entries", "HeadsOf", "append", "append_intent", "append_outcomes", "read_history"]
+__all__ = [
+    "Entries",
+    "HeadsOf",
+    "append",
+    "append_intent",
+    "append_outcomes",
+    "creations_body",
+    "latest_entries",
+    "outcome_entries",
+    "read_history",
+]
 
 SIDE_BY_SIDE = "batch"
 CREATIONS = "created"
@@ -107,18 +117,31 @@ def append_outcomes(
     db: sqlite3.Connection, at: str, operation_id: str, outcomes: Sequence[Outcome], *, resolved: bool
 ) -> None:
     """An intent's outcomes (then its ``resolved``); several plain creations as addresses and remote ids."""
+    body = creations_body(outcomes, resolved=resolved)
+    if body is not None:
+        db.execute(_APPEND, (at, CREATIONS, None, operation_id, body, len(outcomes) + resolved))
+        return
+    append(db, at, operation_id, outcome_entries(outcomes, resolved=resolved))
+
+
+def creations_body(outcomes: Sequence[Outcome], *, resolved: bool) -> str | None:
+    """The detail of the one ``CREATIONS`` row that stands for ``outcomes`` (then ``resolved``) if they are
+    several plain creations (a remote id, no error, no remote view), else None."""
     created = Status.CREATED
     if len(outcomes) > 1 and all(o.status is created and o.error is None and o.remote is None for o in outcomes):
         addresses, remote_ids = [o.address for o in outcomes], [o.remote_id for o in outcomes]
-        text = dumps_text({"addresses": addresses, "remote_ids": remote_ids, "resolved": resolved})
-        db.execute(_APPEND, (at, CREATIONS, None, operation_id, text, len(outcomes) + resolved))
-        return
+        return dumps_text({"addresses": addresses, "remote_ids": remote_ids, "resolved": resolved})
+    return None
+
+
+def outcome_entries(outcomes: Sequence[Outcome], *, resolved: bool) -> Entries:
+    """An entry per outcome, in the order given, then ``resolved`` if the intent resolves."""
     entries = Entries(
         [o.status for o in outcomes], [o.address for o in outcomes], [_outcome_detail(o) for o in outcomes]
     )
     if resolved:
         entries.add("resolved", None, {})
-    append(db, at, operation_id, entries)
+    return entries
 
 
 def intent_entries(heads: Sequence[Sequence[Any]]) -> Entries:
@@ -141,8 +164,16 @@ def read_history(db: sqlite3.Connection, *, address: str | None, limit: int, hea
         cursor = db.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC")
     else:
         cursor = db.execute(_ROWS_OF_ADDRESS, (address, dumps_text(address)))
+    return latest_entries(cursor.fetchmany, address=address, limit=limit, heads_of=heads_of)
+
+
+def latest_entries(
+    fetchmany: Callable[[int], Sequence[tuple[Any, ...]]], *, address: str | None, limit: int, heads_of: HeadsOf
+) -> list[JournalEntry]:
+    """The latest ``limit`` entries (of ``address`` only, if given), oldest first, from journal rows that
+    ``fetchmany`` hands out newest first (an empty batch at the end); it stops fetching once it has enough."""
     newest_first: list[JournalEntry] = []
-    while len(newest_first) < limit and (rows := cursor.fetchmany(64)):
+    while len(newest_first) < limit and (rows := fetchmany(64)):
         for row in rows:
             entries = expand(row, heads_of)
             if address is not None:

@@ -10,7 +10,8 @@ A ``resources`` row is not yet what a reader sees, for two reasons:
   intents over the rows, and adds the addresses no row was seen for).
 
 Both decode each intent's members at most once per read. Open intents are few (one per call in flight, and
-those a crash left), so the overlay is read whole up front.
+those a crash left), so the overlay is read whole up front. What a fetched row's fields decode to is
+``reconciler.state.rows``'s, shared with PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import orjson
 
 from reconciler.errors import StateError
-from reconciler.state.base import Intent, ResourceRecord, ResourceSummary, Status
+from reconciler.state import rows as row_forms
+from reconciler.state.base import Intent, ResourceRecord, ResourceSummary
 
 __all__ = [
     "INTENT_COLUMNS",
@@ -40,12 +42,11 @@ IN_CHUNK = 500
 FETCH_CHUNK = 5000
 
 _SUMMARY_FIELDS = ("address", "kind", "provider", "spec_hash", "status", "remote_id", "operation_id", "attempt")
-_STATUS = {s.value: s for s in Status}
 
 #: A summary's columns, then ``member``.
 SUMMARY_COLUMNS = ", ".join(_SUMMARY_FIELDS) + ", member"
 #: The same, with ``status`` read as NULL (which no row can hold) where another column holds a value of the
-#: wrong type: SQLite checks every row's types as it reads it, at no cost to Python, and ``_summaries``
+#: wrong type: SQLite checks every row's types as it reads it, at no cost to Python, and ``summaries``
 #: reports such a row as damaged instead of handing out an address that is not text.
 _SOUND_STATUS = (
     "CASE WHEN typeof(address) = 'text' AND typeof(remote_id) IN ('text', 'null') "
@@ -109,21 +110,17 @@ class Resolver:
         return [row[:8] if row[8] is None else self._summary(row) for row in rows]
 
     def _summary(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        address, _, _, _, status, remote_id, op, _, member = row
-        _, kind, provider, spec_hash, attempt, _ = self.members(op).heads[member]
-        return (address, kind, provider, spec_hash, status, remote_id, op, attempt)
+        return row_forms.member_summary(row, self.members(row[6]).heads[row[8]])
 
     def record(self, row: tuple[Any, ...]) -> ResourceRecord:
         """A row of ``_RECORD_COLUMNS`` as a record."""
         if row[14] is None:
-            return _record(row)
+            return row_forms.record_of_row(row)
         op, i = row[7], row[14]
         members = self.members(op)
         if members.specs is None:
             raise ValueError(f"the members of intent {op} hold no specs")
-        _, kind, provider, spec_hash, attempt, _ = members.heads[i]
-        filled = (row[0], kind, provider, None, spec_hash, *row[5:8], attempt, *row[9:])
-        return _record(filled, spec=members.specs[i])
+        return row_forms.member_record(row, members.heads[i], members.specs[i])
 
 
 class Overlay:
@@ -148,11 +145,8 @@ class Overlay:
             if want is not None and want.isdisjoint(orjson.loads(addresses)):
                 continue
             self._seq_of[op] = seq
-            decoded = orjson.loads(heads)
-            member_specs = [None] * len(decoded) if specs_text is None else orjson.loads(specs_text)
-            for head, spec in zip(decoded, member_specs, strict=True):
-                if want is None or head[0] in want:
-                    self.pending[head[0]] = (seq, op, at, [*head, spec])
+            for member in row_forms.open_members(heads, specs_text, want):
+                self.pending[member[0]] = (seq, op, at, member)
 
     def unseen(self) -> list[str]:
         """Pending addresses no row was shown for: only open intents know them."""
@@ -178,8 +172,8 @@ class Overlay:
         return row
 
     def summary_of(self, address: str) -> tuple[Any, ...]:
-        _, op, _, (_, kind, provider, spec_hash, attempt, _, _) = self.pending[address]
-        return (address, kind, provider, spec_hash, Status.PENDING.value, None, op, attempt)
+        _, op, _, member = self.pending[address]
+        return row_forms.pending_summary(address, op, member)
 
     def record(self, row: tuple[Any, ...], otherwise: Callable[[tuple[Any, ...]], ResourceRecord]) -> ResourceRecord:
         address = row[0]
@@ -188,21 +182,8 @@ class Overlay:
         return otherwise(row)
 
     def record_of(self, address: str, created_at: str | None) -> ResourceRecord:
-        _, op, at, (_, kind, provider, spec_hash, attempt, _, spec) = self.pending[address]
-        return ResourceRecord(
-            address=address,
-            kind=kind,
-            provider=provider,
-            spec=spec,
-            spec_hash=spec_hash,
-            status=Status.PENDING,
-            remote_id=None,
-            operation_id=op,
-            attempt=attempt,
-            error=None,
-            created_at=created_at or at,
-            updated_at=at,
-        )
+        _, op, at, member = self.pending[address]
+        return row_forms.pending_record(address, op, at, member, created_at)
 
 
 def read_summaries(db: sqlite3.Connection) -> Iterator[ResourceSummary]:
@@ -213,10 +194,10 @@ def read_summaries(db: sqlite3.Connection) -> Iterator[ResourceSummary]:
     while rows := cursor.fetchmany(FETCH_CHUNK):
         resolved = members.summaries(rows)
         if overlay.pending:
-            yield from _summaries([overlay.summary(row) for row in resolved])
+            yield from row_forms.summaries([overlay.summary(row) for row in resolved])
         else:
-            yield from _summaries(resolved)
-    yield from _summaries([overlay.summary_of(address) for address in overlay.unseen()])
+            yield from row_forms.summaries(resolved)
+    yield from row_forms.summaries([overlay.summary_of(address) for address in overlay.unseen()])
 
 
 def read_records(db: sqlite3.Connection, addresses: Iterable[str]) -> dict[str, ResourceRecord]:
@@ -275,12 +256,7 @@ def refuse_pending(db: sqlite3.Connection, address: str, what: str) -> None:
         return
     row = db.execute("SELECT operation_id FROM resources WHERE address = ?", (address,)).fetchone()
     if row is None or overlay.overrides(address, row[0]):
-        op = overlay.pending[address][1]
-        raise StateError(
-            f"{address} is pending: an interrupted apply (operation {op}) may have created it. Run "
-            f"`reconciler apply` to find out, or `reconciler state import {address} REMOTE_ID ...` if you know "
-            f"the remote object, before you {what}"
-        )
+        raise StateError(row_forms.pending_refusal(address, overlay.pending[address][1], what))
 
 
 def intent_of_row(row: tuple[Any, ...]) -> Intent:
@@ -295,44 +271,4 @@ def intent_of_row(row: tuple[Any, ...]) -> Intent:
         detail=orjson.loads(detail),
         created_at=created_at,
         resolved=bool(resolved),
-    )
-
-
-def _summaries(rows: list[tuple[Any, ...]]) -> Iterator[ResourceSummary]:
-    status = _STATUS
-    try:
-        for a, k, p, h, s, r, o, n in rows:
-            yield ResourceSummary(a, k, p, h, status[s], r, o, n)
-    except KeyError:
-        if s is None:
-            raise ValueError(f"the resource row {a!r} holds a value of the wrong type") from None
-        raise ValueError(f"resource {a} has the unknown status {s!r}") from None
-
-
-def _record(row: tuple[Any, ...], *, spec: dict[str, Any] | None = None) -> ResourceRecord:
-    """A row of ``_RECORD_COLUMNS`` that carries its own columns, or has them filled in with ``spec`` decoded."""
-    address, kind, provider, spec_text, spec_hash, status, remote_id, operation_id, attempt, *rest = row
-    error, created_at, updated_at, remote, refreshed_at, _ = rest
-    if status not in _STATUS:
-        raise ValueError(f"resource {address} has the unknown status {status!r}")
-    try:
-        decoded_spec = orjson.loads(spec_text) if spec is None else spec
-        decoded_remote = None if remote is None else orjson.loads(remote)
-    except orjson.JSONDecodeError as e:
-        raise ValueError(f"resource {address}: its spec or remote view is not JSON ({e})") from e
-    return ResourceRecord(
-        address=address,
-        kind=kind,
-        provider=provider,
-        spec=decoded_spec,
-        spec_hash=spec_hash,
-        status=_STATUS[status],
-        remote_id=remote_id,
-        operation_id=operation_id,
-        attempt=attempt,
-        error=error,
-        created_at=created_at,
-        updated_at=updated_at,
-        remote=decoded_remote,
-        refreshed_at=refreshed_at,
     )

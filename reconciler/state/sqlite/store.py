@@ -22,7 +22,6 @@ import orjson
 
 from reconciler.encoding import dumps_text
 from reconciler.errors import LeaseLostError, StateError, StateLockedError, UnknownAddressError
-from reconciler.redaction import redact
 from reconciler.state.base import (
     Intent,
     JournalEntry,
@@ -32,8 +31,9 @@ from reconciler.state.base import (
     ResourceRecord,
     ResourceSummary,
     StateMeta,
-    Status,
 )
+from reconciler.state.outcomes import check_covers, check_outcomes_covered, outcome_rows
+from reconciler.state.rows import damaged
 from reconciler.state.sqlite import copies, journal, overlay
 from reconciler.state.sqlite.schema import (
     BUSY_TIMEOUT,
@@ -199,7 +199,7 @@ class SqliteStateStore:
     def record_intent(self, *, intent: Intent, resources: Sequence[PendingResource]) -> None:
         """One intent row and one members row, however many addresses; encoded before the transaction opens,
         so the write lock is held only for the inserts."""
-        _check_covers(intent, resources)
+        check_covers(intent, resources)
         at = self._now()
         op = intent.operation_id
         heads = [[r.address, r.kind, r.provider, r.spec_hash, r.attempt, r.replaces] for r in resources]
@@ -229,7 +229,7 @@ class SqliteStateStore:
             member = {} if heads is None else {head[0]: i for i, head in enumerate(orjson.loads(heads))}
             if any(o[0] not in member for o in outcomes):
                 _check_outcomes_covered(db, op, outcomes)
-            created, others = _outcome_rows(outcomes, member)
+            created, others = outcome_rows(outcomes, member)
             if created or others:
                 args = {"created": dumps_text(created), "others": dumps_text(others), "op": op, "at": at, "seq": seq}
                 db.execute(_UPSERT_OUTCOMES, args)
@@ -374,10 +374,7 @@ class SqliteStateStore:
 
     def _damaged(self, e: Exception) -> StateError:
         """A row that cannot be read as the format says: undecodable JSON, an unknown status, a missing member."""
-        if isinstance(e, orjson.JSONDecodeError):
-            return StateError(f"the state {self.path} is damaged: a JSON column holds text that is not JSON ({e})")
-        detail = str(e) if isinstance(e, ValueError) else f"a row is not as its format says ({type(e).__name__}: {e})"
-        return StateError(f"the state {self.path} is damaged: {detail}")
+        return damaged(self.path, e)
 
     def _error(self, e: sqlite3.Error) -> StateError:
         if isinstance(e, sqlite3.OperationalError) and "Could not decode to UTF-8" in str(e):
@@ -463,34 +460,8 @@ def _next_generation(db: sqlite3.Connection) -> int:
     return generation
 
 
-def _check_covers(intent: Intent, resources: Sequence[PendingResource]) -> None:
-    addresses = [r.address for r in resources]
-    if len(set(addresses)) != len(addresses) or set(addresses) != set(intent.addresses):
-        raise ValueError(f"the resources of intent {intent.operation_id} must be exactly its addresses, once each")
-
-
 def _check_outcomes_covered(db: sqlite3.Connection, operation_id: str, outcomes: Sequence[Outcome]) -> None:
     """Outcomes are for the intent's addresses only. Every address of an intent is a member, except in an intent
     of format 1 (see ``_SEQ_AND_HEADS`` and the upgrade to format 4): such an outcome is journalled only."""
     (addresses,) = db.execute("SELECT addresses FROM intents WHERE operation_id = ?", (operation_id,)).fetchone()
-    covered = set(orjson.loads(addresses))
-    strays = [o[0] for o in outcomes if o[0] not in covered]
-    if strays:
-        raise ValueError(f"outcomes for addresses outside intent {operation_id}: {strays[:5]}")
-
-
-def _outcome_rows(
-    outcomes: Sequence[Outcome], member: dict[str, int]
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows of ``_UPSERT_OUTCOMES``: plain creations, then the others; an address without a member is left
-    out (its outcome is journalled only). A Status is a str (StrEnum): it encodes as its text."""
-    ok = Status.CREATED
-    created = [(a, r, member[a]) for a, s, r, e, v in outcomes if s is ok and e is None and v is None and a in member]
-    if len(created) == len(outcomes):
-        return created, []
-    others = [
-        (a, s, r, member[a], None if e is None else redact(e), None if v is None else dumps_text(v))
-        for a, s, r, e, v in outcomes
-        if not (s is ok and e is None and v is None) and a in member
-    ]
-    return created, others
+    check_outcomes_covered(operation_id, outcomes, orjson.loads(addresses))
