@@ -105,6 +105,26 @@ def make_project(
     return proj
 
 
+def offline_providers_yaml(url: str) -> str:
+    """Both providers at ``url``, their credentials in variables nobody sets: for tests that plan and must send
+    nothing (a send would fail for want of a key, and the test would see it)."""
+    return f"""\
+apiVersion: reconciler/v1
+kind: TolokaProvider
+metadata: {{name: toloka}}
+spec: {{endpoint: "{url}", credentials: {{token_env: UNSET_TOLOKA_KEY}}}}
+---
+apiVersion: reconciler/v1
+kind: PerfTestProvider
+metadata: {{name: perftest}}
+spec:
+  endpoint: "{url}"
+  region: cn-north-4
+  cloud_project_id: 0123456789abcdef0123456789abcdef
+  credentials: {{access_key_env: UNSET_AK, secret_key_env: UNSET_SK}}
+"""
+
+
 def providers_yaml(sandbox: Any, *, batch_size: int = 5000, rate_limit: float = 250) -> str:
     return f"""\
 apiVersion: reconciler/v1

@@ -17,13 +17,13 @@ import csv
 import io
 import json
 import tempfile
-import textwrap
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from helpers.apply_project import offline_providers_yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -201,26 +201,6 @@ def documents(draw: st.DrawFn, tokens: st.SearchStrategy[str]) -> Any:
     return document
 
 
-def providers_yaml(url: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: reconciler/v1
-        kind: TolokaProvider
-        metadata: {{name: toloka}}
-        spec: {{endpoint: "{url}", credentials: {{token_env: GENERATED_TOLOKA_KEY}}}}
-        ---
-        apiVersion: reconciler/v1
-        kind: PerfTestProvider
-        metadata: {{name: perftest}}
-        spec:
-          endpoint: "{url}"
-          region: cn-north-4
-          cloud_project_id: 0123456789abcdef0123456789abcdef
-          credentials: {{access_key_env: GENERATED_AK, secret_key_env: GENERATED_SK}}
-        """
-    )
-
-
 # --- running ------------------------------------------------------------------------------------------------
 
 
@@ -228,7 +208,7 @@ def assert_ends_cleanly(files: dict[str, bytes], sandbox: Any) -> None:
     """``validate`` and ``plan`` over ``files`` (with the providers added) end as the module says."""
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        (root / "providers.yaml").write_text(providers_yaml(sandbox.url))
+        (root / "providers.yaml").write_text(offline_providers_yaml(sandbox.url))
         for name, content in files.items():
             (root / name).write_bytes(content)
         for command in (["validate", "."], ["plan", ".", "--state", str(root / "state" / "s.db")]):

@@ -17,38 +17,18 @@ import resource
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers.apply_project import offline_providers_yaml
 
 from reconciler.cli import cli
 from reconciler.manifest import load
 
 CASES = Path(__file__).parent / "hostile_cases"
 SUMMARY_SUFFIX = "in the manifests; nothing was sent."
-
-
-def providers_yaml(url: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: reconciler/v1
-        kind: TolokaProvider
-        metadata: {{name: toloka}}
-        spec: {{endpoint: "{url}", credentials: {{token_env: HOSTILE_TOLOKA_KEY}}}}
-        ---
-        apiVersion: reconciler/v1
-        kind: PerfTestProvider
-        metadata: {{name: perftest}}
-        spec:
-          endpoint: "{url}"
-          region: cn-north-4
-          cloud_project_id: 0123456789abcdef0123456789abcdef
-          credentials: {{access_key_env: HOSTILE_AK, secret_key_env: HOSTILE_SK}}
-        """
-    )
 
 
 def run_cli(directory: Path, *args: str) -> tuple[int, str]:
@@ -87,7 +67,7 @@ def test_hostile_input_ends_in_exactly_its_expected_problems_and_sends_nothing(
     case = CASES / name
     project = tmp_path / "project"
     shutil.copytree(case, project, ignore=shutil.ignore_patterns("expected.txt", "args.txt"))
-    (project / "providers.yaml").write_text(providers_yaml(sandbox.url))
+    (project / "providers.yaml").write_text(offline_providers_yaml(sandbox.url))
     expected = [line for line in (case / "expected.txt").read_text().splitlines() if line]
     paths = (case / "args.txt").read_text().split() if (case / "args.txt").exists() else ["."]
 
@@ -182,7 +162,7 @@ def test_plain_timestamps_stay_the_text_written_and_csv_cells_reading_nan_are_te
     """A user who writes ``2024-01-01`` means that text (JSON has no dates); a CSV cell is text, so ``NaN``
     there is three letters, not a number to refuse."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "providers.yaml").write_text(providers_yaml("https://toloka.example"))
+    (tmp_path / "providers.yaml").write_text(offline_providers_yaml("https://toloka.example"))
     (tmp_path / "m.yaml").write_text(
         "apiVersion: reconciler/v1\nkind: TaskSuite\nmetadata: {name: dated}\nspec:\n  pool_id: '1'\n"
         "  overlap: 1\n  tasks:\n  - input_values: {day: 2024-01-01, at: 2024-01-01 10:00:00+02:00, "
@@ -210,7 +190,7 @@ def test_plain_timestamps_stay_the_text_written_and_csv_cells_reading_nan_are_te
 def test_a_json_manifest_reads_exponent_numbers_as_numbers_not_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """YAML 1.1 reads ``1e5`` as text; in a ``.json`` file it is the number JSON says it is."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "providers.yaml").write_text(providers_yaml("https://toloka.example"))
+    (tmp_path / "providers.yaml").write_text(offline_providers_yaml("https://toloka.example"))
     (tmp_path / "m.json").write_text(
         '{"apiVersion": "reconciler/v1", "kind": "TaskSuite", "metadata": {"name": "j"}, "spec": {"pool_id": "1", '
         '"overlap": 1, "tasks": [{"input_values": {"a": 1e5, "b": -2.5E-3, "c": "1e5"}}]}}'
@@ -237,7 +217,7 @@ def tree(tmp_path: Path) -> Path:
     for folder in ("a", "b", "outside"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "rows.jsonl").write_text('{"id": "r1"}\n')
-    (tmp_path / "a" / "providers.yaml").write_text(providers_yaml("https://toloka.example"))
+    (tmp_path / "a" / "providers.yaml").write_text(offline_providers_yaml("https://toloka.example"))
     return tmp_path
 
 

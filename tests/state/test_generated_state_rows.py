@@ -16,13 +16,13 @@ import contextlib
 import shutil
 import sqlite3
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers.apply_project import offline_providers_yaml
 from helpers.state_builders import create, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -113,41 +113,6 @@ VALUES = st.one_of(
     st.binary(max_size=8),
     st.sampled_from([b"\xff\xfe", b'{"a": 1}', b"[]"]),
 )
-
-
-def providers_yaml() -> str:
-    return textwrap.dedent(
-        """\
-        apiVersion: reconciler/v1
-        kind: TolokaProvider
-        metadata: {name: toloka}
-        spec: {endpoint: "http://127.0.0.1:9", credentials: {token_env: GENERATED_TOLOKA_KEY}}
-        ---
-        apiVersion: reconciler/v1
-        kind: PerfTestProvider
-        metadata: {name: perftest}
-        spec:
-          endpoint: "http://127.0.0.1:9"
-          region: cn-north-4
-          cloud_project_id: 0123456789abcdef0123456789abcdef
-          credentials: {access_key_env: GENERATED_AK, secret_key_env: GENERATED_SK}
-        ---
-        apiVersion: reconciler/v1
-        kind: TaskSuite
-        metadata: {name: a}
-        spec: {pool_id: "1", overlap: 1, tasks: [{input_values: {x: 1}}]}
-        ---
-        apiVersion: reconciler/v1
-        kind: TaskSuite
-        metadata: {name: b}
-        spec: {pool_id: "1", overlap: 1, tasks: [{input_values: {x: 2}}]}
-        ---
-        apiVersion: reconciler/v1
-        kind: PerfTestTask
-        metadata: {name: c}
-        spec: {project_id: 1, parallel: false, case_id_list: [1]}
-        """
-    )
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +221,7 @@ def test_any_damaged_row_ends_reading_commands_in_exit_0_or_one_clear_line(
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
         (directory / "manifests").mkdir()
-        (directory / "manifests" / "m.yaml").write_text(providers_yaml())
+        (directory / "manifests" / "m.yaml").write_text(offline_providers_yaml("http://127.0.0.1:9"))
         damaged_copy(pristine, directory, statements)
         for args in COMMANDS:
             status, stderr = run(directory, *args)
@@ -267,7 +232,7 @@ def test_any_damaged_row_ends_reading_commands_in_exit_0_or_one_clear_line(
 
 def test_the_pristine_state_reads_cleanly_so_the_damage_is_what_fails(pristine: Path, tmp_path: Path) -> None:
     (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests" / "m.yaml").write_text(providers_yaml())
+    (tmp_path / "manifests" / "m.yaml").write_text(offline_providers_yaml("http://127.0.0.1:9"))
     damaged_copy(pristine, tmp_path, [])
 
     assert run(tmp_path, "state", "list")[0] == 0
@@ -289,7 +254,7 @@ def test_a_damaged_state_names_itself_damaged_in_one_line_to_every_reading_comma
     sql: str, says: str, pristine: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests" / "m.yaml").write_text(providers_yaml())
+    (tmp_path / "manifests" / "m.yaml").write_text(offline_providers_yaml("http://127.0.0.1:9"))
     damaged_copy(pristine, tmp_path, [(sql, ())])
 
     for args in (("state", "list"), ("plan", "manifests")):
