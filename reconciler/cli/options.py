@@ -225,12 +225,13 @@ def common_options(*, sandbox: str | None = None, state: bool = True, manifests:
     ``--manifests`` to a command that has no manifests of its own, to find their state."""
 
     def decorate(fn: F) -> F:
-        @_workspace_option(DEFAULT_WORKSPACE, "RECONCILER_WORKSPACE")
         @_no_color_option
         @_verbose_option
         @_debug_option
         @functools.wraps(fn)
-        def wrapper(*args: Any, workspace: str, no_color: bool, verbose: int, debug: bool, **kwargs: Any) -> Any:
+        def wrapper(
+            *args: Any, no_color: bool, verbose: int, debug: bool, workspace: str = DEFAULT_WORKSPACE, **kwargs: Any
+        ) -> Any:
             ctx = click.get_current_context()
             before = ctx.find_object(GroupOptions) or GroupOptions()
             state_value: str | None = kwargs.pop("state", None)
@@ -254,7 +255,8 @@ def common_options(*, sandbox: str | None = None, state: bool = True, manifests:
                 return fn(common, *args, **kwargs)
 
         decorated = wrapper
-        if state:
+        if state:  # a command that reads no state has no workspace either (validate)
+            decorated = _workspace_option(DEFAULT_WORKSPACE, "RECONCILER_WORKSPACE")(decorated)
             decorated = _state_option("RECONCILER_STATE")(decorated)
         if sandbox is not None:
             decorated = click.option("--sandbox", is_flag=True, help=sandbox)(decorated)

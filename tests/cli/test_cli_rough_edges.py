@@ -416,3 +416,21 @@ def test_a_bad_provider_variable_value_stops_plan_before_any_plan_is_shown(run_c
     [line] = done.stderr.splitlines()
     assert "RECONCILER_TOLOKA_RATE_LIMIT" in line and "must be a number of requests per second" in line, line
     assert done.stdout == ""
+
+
+def test_validate_offers_no_workspace_since_it_reads_no_state(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(EXAMPLES), "--workspace", "staging"],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1 and "No such option '--workspace'" in refused.stderr
+    assert (
+        "--workspace"
+        not in subprocess.run(
+            [sys.executable, "-m", "reconciler", "validate", "--help"], capture_output=True, text=True, timeout=60
+        ).stdout
+    )
