@@ -44,8 +44,7 @@ def make_plan(
     found = _Found(selected)
     with cycle_collection_paused():
         recorded_by_address = {summary.address: summary for summary in recorded}
-        _check_addresses(targets, desired, recorded_by_address, option="--target")
-        _check_addresses(replace, desired, recorded_by_address, option="--replace", within=selected)
+        check_selection(desired, recorded_by_address, targets=targets, replace=replace)
         found.sort_desired(desired, recorded_by_address, _Selector(replace))
     if found.changed:
         found.explain_changes(recorded_by_address, load_specs)
@@ -189,6 +188,15 @@ class _Found:
 def _matches(address: str, target: str) -> bool:
     """A target names one address, or every suite of a set (``TaskSuiteSet/reviews`` covers its suites)."""
     return address == target or address.startswith(target + "/")
+
+
+def check_selection(
+    desired: Collection[str], recorded: Collection[str], *, targets: Collection[str], replace: Collection[str]
+) -> None:
+    """Refuse (PlanError) a ``--target`` or ``--replace`` address that names nothing; apply asks before it opens
+    the state for writing, so a mistyped flag leaves nothing behind."""
+    _check_addresses(targets, desired, recorded, option="--target")
+    _check_addresses(replace, desired, recorded, option="--replace", within=_Selector(targets))
 
 
 def _check_addresses(

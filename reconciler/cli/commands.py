@@ -34,6 +34,7 @@ from reconciler.errors import ApplyRefusedError, ManifestError, StalePlanError, 
 from reconciler.kinds import KINDS, json_schema
 from reconciler.manifest import DesiredState
 from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
+from reconciler.planner import check_selection
 from reconciler.render import ApplyReporter, Printer, plan_events, plural, render_plan, write_event
 from reconciler.state.absent import AbsentState, lineage_for_new_state
 from reconciler.state.base import StateStore
@@ -304,6 +305,8 @@ def apply(
         common.use_paths(workflows.manifests_of(saved, paths[0]))
     else:
         desired = _manifests(common, paths)
+        if targets or replace:
+            _check_selection(common, desired, targets=targets, replace=replace)
     with (
         sandboxed(common) as sandbox_target,
         opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
@@ -336,6 +339,22 @@ def apply(
         sys.exit(EXIT_INTERRUPTED)
     if not result.ok:
         sys.exit(1)
+
+
+def _check_selection(
+    common: Common, desired: DesiredState, *, targets: tuple[str, ...], replace: tuple[str, ...]
+) -> None:
+    """A mistyped --target or --replace is refused before apply opens (and so perhaps creates) the state."""
+    try:
+        store = common.store(read_only=True)
+    except StateAbsentError:
+        recorded: set[str] = set()
+    else:
+        try:
+            recorded = {summary.address for summary in store.summaries()}
+        finally:
+            store.close()
+    check_selection(desired.resources, recorded, targets=targets, replace=replace)
 
 
 def _plan_for_apply(

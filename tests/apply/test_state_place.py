@@ -124,3 +124,12 @@ def test_in_a_repository_a_subfolder_of_the_manifests_finds_their_state(project:
     assert "Plan: 0 to create" in planned.stdout and "State: manifests/.reconciler/default.db" in planned.stdout
     inside = _run_in(proj, proj.manifests / "toloka", "state", "list")
     assert len(inside.stdout.splitlines()) == 6, inside.stderr
+
+
+def test_apply_with_a_mistyped_target_leaves_no_state_behind(project: Callable[..., Project]) -> None:
+    proj = _unnamed(project(tasks=1, rows=2))
+    refused = proj.apply("--target", "PerfTestTask/lod-000", "--replace", "PerfTestTask/load-000")
+    assert refused.returncode == 1
+    assert "--target PerfTestTask/lod-000: no such resource" in refused.stderr and "load-000" in refused.stderr
+    assert not (proj.manifests / ".reconciler").exists()
+    assert proj.sandbox.objects()["perftest_tasks"] == []
