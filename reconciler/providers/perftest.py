@@ -172,12 +172,15 @@ class PerfTestClient:
     # --- reads ---------------------------------------------------------------------------------------------
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:
-        """The task's ``taskInfo`` with its ``id`` added, or None if CPTS says it does not exist."""
+        """The task's ``taskInfo`` with its ``id`` added, or None for CPTS's "gone" (403 ``MISSING_CODE``).
+
+        Refresh reports None as deleted behind the tool's back, and the next apply recreates it; so only that
+        exact answer is None, and an answer without a readable ``taskInfo`` is an error, never "gone"."""
         path = f"/v1/{self.cloud_project_id}/tasks/{task_id}"
         try:
             answer = self.http.request_json("GET", path, idempotent=True, max_bytes=self.caps["task"])
         except PermanentProviderError as err:
-            if err.code == MISSING_CODE:
+            if err.status == 403 and err.code == MISSING_CODE:
                 return None
             raise
         info = answer.get("taskInfo") if isinstance(answer, dict) else None

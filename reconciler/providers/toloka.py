@@ -26,6 +26,7 @@ from reconciler.kinds import DEFAULT_OPERATION_TIMEOUT, TOLOKA_MAX_BATCH_ITEMS
 from reconciler.providers.http import HttpClient, HttpOptions
 from reconciler.providers.quoting import excerpt
 from reconciler.providers.settings import override_variable
+from reconciler.providers.toloka_listing import PAGE_SIZE, iter_pool_suites
 
 API_PATH = "/api/v1"
 #: The official client sends the first; one old example spells it the second way.
@@ -494,6 +495,12 @@ class TolokaClient:
             if not answer.get("has_more") or last is None or last == after:
                 return
             after = str(last)
+
+    def iter_pool_suites(self, pool_id: str, *, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+        """Every suite of a pool for refresh: complete or an error, unlike ``list_task_suites``
+        (``toloka_listing`` says why)."""
+        caps = self.caps["listing"]
+        return iter_pool_suites(self.http, provider=self.name, pool_id=pool_id, page_size=page_size, max_bytes=caps)
 
     def _get_or_none(self, path: str, max_bytes: int) -> Any:
         """GET, with Toloka's ``404 DOES_NOT_EXIST`` as None; another 404 (wrong endpoint) stays an error."""
