@@ -36,6 +36,7 @@ from reconciler.manifest import DesiredState
 from reconciler.plan import Plan, is_plan_file, read_plan, write_plan
 from reconciler.planner import check_selection
 from reconciler.render import ApplyReporter, Printer, plan_events, plural, render_plan, write_event
+from reconciler.render_markdown import plan_markdown
 from reconciler.state.absent import AbsentState, lineage_for_new_state
 from reconciler.state.base import StateStore
 
@@ -131,10 +132,37 @@ def _plan_from_manifests(
     )
 
 
+OUTPUT_FORMATS = ("text", "markdown", "json")
+FORMAT_HELP = "text (default), markdown (a pull-request or issue comment) or json (one object per line)."
+
+
+def _output_format(as_json: bool, output_format: str | None) -> str:
+    """``--json`` is ``--format json``, kept for the pipelines that pass it; two different formats are an error."""
+    if as_json and output_format not in (None, "json"):
+        raise click.UsageError(f"--json and --format {output_format} ask for two formats; pass one of them")
+    return "json" if as_json else output_format or "text"
+
+
+def _plan_markdown(
+    common: Common, result: Plan, absent: Path | None, out: Path | None, refused: tuple[str, str] | None
+) -> None:
+    """The plan as one comment; the lines text output prints around the plan become its closing notes."""
+    place = common.where()
+    notes = [f"State: {place.shown(common.effective_workspace)} (workspace {common.effective_workspace})."]
+    if absent is not None:
+        notes.append(_no_state_yet(absent))
+    if refused is not None:
+        notes.append(f"Warning: apply would refuse this plan: {refused[0]}; {refused[1]}")
+    echo(plan_markdown(result, notes=notes).rstrip("\n"))
+    if out is not None:
+        echo(f"Saved the plan to {out}.", err=True)
+
+
 @click.command(epilog=PATHS_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), help="Save the plan as JSON for `apply FILE`.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text (= --format json).")
+@click.option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), help=FORMAT_HELP)
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -150,6 +178,7 @@ def plan(
     paths: tuple[Path, ...],
     out: Path | None,
     as_json: bool,
+    output_format: str | None,
     detailed_exitcode: bool,
     targets: tuple[str, ...],
     replace: tuple[str, ...],
@@ -161,6 +190,8 @@ def plan(
             ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
     Nothing is sent.
     """
+    output_format = _output_format(as_json, output_format)
+    as_json = output_format == "json"
     desired = _manifests(common, paths)
     store: StateStore
     absent = None
@@ -181,6 +212,8 @@ def plan(
             write_event(sys.stdout, event)
         if absent is not None:
             echo(_no_state_yet(absent), err=True)  # beside the JSON lines, not among them
+    elif output_format == "markdown":
+        _plan_markdown(common, result, absent, out, refused)
     else:
         render_plan(result, common.printer(), verbose=bool(common.verbose))
         common.announce(common.printer())
@@ -197,24 +230,31 @@ def plan(
             raise ApplyRefusedError(f"apply would refuse this plan: {reason}; {fix}")
         warning = f"Warning: apply would refuse this plan: {reason}; {fix}"
         # After the plan, where a person reads it; with --json, on standard error, beside the JSON lines.
-        echo(warning if as_json else f"\n{warning}", err=as_json)
+        if output_format != "markdown":
+            echo(warning if as_json else f"\n{warning}", err=as_json)
     if detailed_exitcode and result.would_apply:
         sys.exit(2)
 
 
 @click.command()
 @click.argument("planfile", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text (= --format json).")
+@click.option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), help=FORMAT_HELP)
 @common_options()
 @guarded
-def show(common: Common, planfile: Path, as_json: bool) -> None:
+def show(common: Common, planfile: Path, as_json: bool, output_format: str | None) -> None:
     """Show a saved plan file (made by `plan --out`)."""
+    output_format = _output_format(as_json, output_format)
     saved = read_plan(planfile)
-    if as_json:
+    if output_format == "json":
         for event in plan_events(saved):
             write_event(sys.stdout, event)
         return
-    echo(f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}.")
+    made = f"Plan for workspace {saved.workspace!r}, made {saved.created_at} against state serial {saved.serial}."
+    if output_format == "markdown":
+        echo(plan_markdown(saved, heading=f"reconciler plan: {planfile.name}", notes=[made]).rstrip("\n"))
+        return
+    echo(made)
     render_plan(saved, common.printer(), verbose=bool(common.verbose))
 
 
