@@ -126,12 +126,20 @@ _scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=5)
 )
+
+
+def _key(longest: int) -> st.SearchStrategy[str]:
+    """A key of input or output values: drift names a field by a dotted path, so a key is never empty and holds
+    no dot (Toloka's input specs name fields with letters, digits and underscores)."""
+    return st.text(min_size=1, max_size=longest).filter(lambda key: "." not in key)
+
+
 _json = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_key(4), inner, max_size=3),
     max_leaves=8,
 )
-_values = st.dictionaries(st.text(min_size=1, max_size=6), _json, max_size=4)
+_values = st.dictionaries(_key(6), _json, max_size=4)
 _names = st.lists(st.text(min_size=1, max_size=6), max_size=3)
 _solution = st.fixed_dictionaries({"output_values": _values}, optional={"correctness_weight": st.floats(0, 1)})
 _task = st.fixed_dictionaries(
