@@ -33,7 +33,7 @@ API_PATH = "/api/v1"
 BATCH_CREATE_TYPES = frozenset({"TASK_SUITE.BATCH_CREATE", "TASK_SUITE.BATCH.CREATE"})
 DONE_STATUSES = frozenset({"SUCCESS", "FAIL"})
 #: The most read of one answer, per route, far above any real one (an operation is ~1 KB; a log echoes a batch
-#: of at most 5,000 suites, some MiB; a page of suites is at most ``list_task_suites``'s 1,000), so that a server
+#: of at most 5,000 suites, some MiB; a page of suites is at most ``toloka_listing.PAGE_SIZE``, 1,000), so that a server
 #: sending without end meets an error, not the machine's memory.
 RESPONSE_CAPS = {"create": 1 << 20, "operation": 1 << 20, "log": 64 << 20, "listing": 64 << 20, "suite": 16 << 20}
 #: How long an operation Toloka does not know is waited for, at most: then it was not accepted after all.
@@ -464,41 +464,8 @@ class TolokaClient:
             )
         return answer
 
-    def list_task_suites(
-        self,
-        *,
-        pool_id: str,
-        id_gt: str | None = None,
-        created_gte: str | None = None,
-        limit: int = 1000,
-    ) -> Iterator[dict[str, Any]]:
-        """A pool's suites in id order, page by page (each page continues after the last id seen)."""
-        after = id_gt
-        while True:
-            params: dict[str, str | int] = {"pool_id": pool_id, "sort": "id", "limit": limit}
-            if after is not None:
-                params["id_gt"] = after
-            if created_gte is not None:
-                params["created_gte"] = created_gte
-            answer = self.http.request_json(
-                "GET", "/task-suites", params=params, idempotent=True, max_bytes=self.caps["listing"]
-            )
-            items = answer.get("items") if isinstance(answer, dict) else None
-            if not isinstance(items, list):
-                raise TransientProviderError(
-                    f"could not read the task suites of pool {pool_id}: GET {API_PATH}/task-suites answered without "
-                    f"items ({excerpt(answer)})",
-                    provider=self.name,
-                )
-            yield from items
-            last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
-            if not answer.get("has_more") or last is None or last == after:
-                return
-            after = str(last)
-
     def iter_pool_suites(self, pool_id: str, *, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
-        """Every suite of a pool for refresh: complete or an error, unlike ``list_task_suites``
-        (``toloka_listing`` says why)."""
+        """Every suite of a pool, in id order: complete or an error (``toloka_listing`` says why)."""
         caps = self.caps["listing"]
         return iter_pool_suites(self.http, provider=self.name, pool_id=pool_id, page_size=page_size, max_bytes=caps)
 

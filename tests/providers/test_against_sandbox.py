@@ -177,7 +177,7 @@ def test_toloka_batch_round_trip_in_the_sandbox(sandbox: SandboxHandle, sleeps: 
         log = client.operation_log(op_id)
         assert sorted(e.item_idx for e in log if e.success) == [0, 1, 2, 3, 4]
         created = {e.output["task_suite_id"] for e in log}
-        listed = list(client.list_task_suites(pool_id="12", limit=2))
+        listed = list(client.iter_pool_suites("12", page_size=2))
         assert {s["id"] for s in listed} == created
         one = client.get_task_suite(sorted(created)[0])
         assert one is not None and one["pool_id"] == "12"

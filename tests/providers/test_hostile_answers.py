@@ -114,7 +114,7 @@ CALLS: dict[str, Callable[[Clients], Any]] = {
     ),
     "toloka.operation": lambda c: c.toloka.get_operation(str(uuid.uuid4())),
     "toloka.log": lambda c: c.toloka.operation_log_json(str(uuid.uuid4())),
-    "toloka.list": lambda c: list(c.toloka.list_task_suites(pool_id="12")),
+    "toloka.list": lambda c: list(c.toloka.iter_pool_suites("12")),
     "toloka.suite": lambda c: c.toloka.get_task_suite(SUITE_ID),
     "perftest.create": lambda c: c.perftest.create_task(TASK),
     "perftest.list": lambda c: c.perftest.list_tasks(101),

@@ -142,5 +142,5 @@ def test_a_perftest_listing_unreadable_on_a_later_page_is_an_error_too(
 def test_a_toloka_suite_listing_without_items_is_an_error(fake_server: StartServer, sleeps: list[float]) -> None:
     server = fake_server(script(Reply(200, {"code": "OK"})))
     with toloka(server.url, sleeps) as client, pytest.raises(TransientProviderError) as caught:
-        list(client.list_task_suites(pool_id="12"))
+        list(client.iter_pool_suites("12"))
     assert "could not read the task suites of pool 12" in str(caught.value)

@@ -248,30 +248,3 @@ def test_get_task_suite_reads_one_or_none(fake_server: StartServer, sleeps: list
     with toloka(server.url, sleeps) as client:
         assert client.get_task_suite("000000000c--aa") == suite
         assert client.get_task_suite("000000000c--bb") is None
-
-
-def test_list_task_suites_follows_has_more_with_the_last_id(fake_server: StartServer, sleeps: list[float]) -> None:
-    suites = [{"id": f"000000000c--{n:024x}", "pool_id": "12"} for n in range(7)]
-
-    def handler(seen: Seen) -> Reply:
-        after = seen.query.get("id_gt")
-        rest = [s for s in suites if after is None or s["id"] > after]
-        limit = int(seen.query["limit"])
-        return Reply(200, {"items": rest[:limit], "has_more": len(rest) > limit})
-
-    server = fake_server(handler)
-    with toloka(server.url, sleeps) as client:
-        listed = list(client.list_task_suites(pool_id="12", created_gte="2024-01-01T00:00:00", limit=3))
-    assert listed == suites
-    assert [r.query.get("id_gt") for r in server.requests] == [None, suites[2]["id"], suites[5]["id"]]
-    assert all(r.query["sort"] == "id" and r.query["pool_id"] == "12" for r in server.requests)
-    assert all(r.query["created_gte"] == "2024-01-01T00:00:00" for r in server.requests)
-
-
-def test_list_task_suites_stops_if_the_server_claims_more_but_sends_nothing(
-    fake_server: StartServer, sleeps: list[float]
-) -> None:
-    server = fake_server(script(Reply(200, {"items": [], "has_more": True})))
-    with toloka(server.url, sleeps) as client:
-        assert list(client.list_task_suites(pool_id="12", id_gt="x")) == []
-    assert len(server.requests) == 1
