@@ -260,6 +260,18 @@ def _checked_endpoint(url: str) -> str:
 Endpoint = Annotated[str, Field(pattern=r"^https?://"), AfterValidator(_checked_endpoint)]
 
 
+#: A provider's ``request_timeout``, the same for both APIs.
+RequestTimeout = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        le=MAX_REQUEST_TIMEOUT,
+        description=f"Seconds one request may take in all: connect, send, the whole answer "
+        f"(default {DEFAULT_REQUEST_TIMEOUT:g}).",
+    ),
+]
+
+
 class PerfTestProviderSpec(_Strict):
     endpoint: Endpoint | None = Field(
         default=None,
@@ -270,13 +282,7 @@ class PerfTestProviderSpec(_Strict):
     region: str = Field(pattern=r"^[a-z0-9-]+$", description="e.g. cn-north-4")
     credentials: PerfTestCredentials
     rate_limit: float = Field(default=50.0, gt=0, le=10000, description="Requests per second, at most.")
-    request_timeout: float | None = Field(
-        default=None,
-        gt=0,
-        le=MAX_REQUEST_TIMEOUT,
-        description=f"Seconds one request may take in all: connect, send, the whole answer "
-        f"(default {DEFAULT_REQUEST_TIMEOUT:g}).",
-    )
+    request_timeout: RequestTimeout = None
 
 
 class TolokaCredentials(_Strict):
@@ -296,13 +302,7 @@ class TolokaProviderSpec(_Strict):
         le=TOLOKA_MAX_BATCH_ITEMS,
         description="Suites per create request (Toloka takes at most 5,000).",
     )
-    request_timeout: float | None = Field(
-        default=None,
-        gt=0,
-        le=MAX_REQUEST_TIMEOUT,
-        description=f"Seconds one request may take in all: connect, send, the whole answer "
-        f"(default {DEFAULT_REQUEST_TIMEOUT:g}).",
-    )
+    request_timeout: RequestTimeout = None
     operation_timeout: float | None = Field(
         default=None,
         gt=0,

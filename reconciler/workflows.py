@@ -121,14 +121,13 @@ def manifests_of(plan: Plan, path: Path) -> tuple[Path, ...]:
     return tuple(Path(p) for p in plan.manifests)
 
 
-def current_providers(plan: Plan, path: Path) -> Plan:
+def current_providers(plan: Plan, path: Path, desired: manifest.DesiredState) -> Plan:
     """``plan`` with its providers taken from the manifests it was made from, as they are here and now.
 
     A plan file is input, not authority: it may come from an artifact anyone with a pull request can shape, and
     the providers say where credentials are sent and which variables hold them. So they are read again from
     the manifests the plan names (relative to the working directory, as ``plan`` recorded them), and a plan
-    whose providers differ from those is refused."""
-    desired = load_manifests(manifests_of(plan, path))
+    whose providers differ from those is refused. ``desired``: those manifests, loaded (``manifests_of``)."""
     current: dict[str, dict[str, Any]] = {n: {"type": p.type, "spec": p.spec} for n, p in desired.providers.items()}
     for name, saved in plan.providers.items():
         now = current.get(name)
@@ -178,12 +177,14 @@ def plan_to_apply(
     *,
     workspace: str,
     planfile: Path | None = None,
+    manifests: manifest.DesiredState | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Plan:
     """The plan apply will run: a plan read from ``planfile`` only if it was made for this workspace and this
     state, and the state has not moved since; either way refused, before anything is sent, if it holds a change
-    apply cannot make."""
+    apply cannot make. ``manifests``: for a plan file, the manifests it names, already loaded."""
     if planfile is not None:
+        assert manifests is not None, "a saved plan is checked against the manifests it names"
         from reconciler.providers.settings import check_environment  # no httpx until apply builds the clients
 
         path = planfile
@@ -196,7 +197,7 @@ def plan_to_apply(
             path=path,
             select=workspace_option(plan.workspace),
         )
-        plan = current_providers(plan, path)
+        plan = current_providers(plan, path, manifests)
         check_environment(_provider_configs(plan), environ)
     refuse_changes(plan)
     return plan

@@ -342,7 +342,7 @@ def apply(
     saved = desired = None
     if from_file:
         saved = read_plan(paths[0])
-        common.use_paths(workflows.manifests_of(saved, paths[0]))
+        desired = _manifests(common, workflows.manifests_of(saved, paths[0]))
     else:
         desired = _manifests(common, paths)
         if targets or replace:
@@ -410,7 +410,9 @@ def _plan_for_apply(
     """The plan apply runs, under the lock: the saved one if it is still current, or one made now."""
     if saved is not None:
         _refuse_plan_of_no_state(common, store, paths[0])
-        return workflows.plan_to_apply(store, saved, workspace=common.effective_workspace, planfile=paths[0])
+        return workflows.plan_to_apply(
+            store, saved, workspace=common.effective_workspace, planfile=paths[0], manifests=desired
+        )
     assert desired is not None
     made = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
     return workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
