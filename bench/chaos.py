@@ -9,10 +9,11 @@ picks those moments at random, many times, over one growing project, then checks
   dozens of PerfTest tasks in two test projects, and small Toloka batches, so that there are many intents;
 - rounds, each adding rows and tasks, then starting `reconciler apply` and doing one of (``--mix``):
   ``kill``     SIGKILL apply at a random moment of its expected run time;
-  ``suspend``  SIGSTOP apply once it holds the state lock, at a random moment or (half the time) while a
-               PerfTest create intent is open; once the lock's TTL (``RECONCILER_LOCK_TTL``, ``--lock-ttl``)
-               has passed, or after `state unlock` (``--takeover unlock``), start another apply that takes the
-               lock over; SIGCONT the first while the second runs or after it ended, and wait for both;
+  ``suspend``  SIGSTOP apply once it holds the state lock, at a random moment or (``--aimed``, half the
+               time) before a PerfTest create whose intent is recorded; once the lock's TTL
+               (``RECONCILER_LOCK_TTL``, ``--lock-ttl``) has passed, or after `state unlock` (``--takeover
+               unlock``), start another apply that takes the lock over; SIGCONT the first while the second
+               runs or after it ended, and wait for both;
   ``restart``  SIGKILL the emulator at a random moment and start it again on its data;
   ``calm``     let apply finish;
 - then faults off, a final apply (retried as a pipeline would, at most three times), one more that must find
@@ -94,6 +95,7 @@ class Config:
     suites_per_round: int
     tasks: int
     tasks_per_round: float
+    aimed: float
     suspend_tasks: int
     batch_size: int
     lock_ttl: float
@@ -212,9 +214,13 @@ class Run:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-
-def open_perftest_create(store: StateStore) -> bool:
-    return any(intent.action == "perftest_create" for intent in store.open_intents())
+    def stopped(self) -> bool:
+        """Whether the process is stopped (by a signal), as /proc reports it."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] == "T"
 
 
 def _epoch(utc: str) -> float:
@@ -242,12 +248,13 @@ class Harness:
 
     # one apply
 
-    def start_apply(self, parallelism: int | None = None) -> Run:
+    def start_apply(self, parallelism: int | None = None, failpoint: str = "") -> Run:
         self.counts["runs"] += 1
         log = self.root / "logs" / f"apply-{self.counts['runs']:04d}.log"
         args = reconciler_command("apply", "manifests", "--auto-approve", "--state", str(self.state_file))
         args += ["--parallelism", str(parallelism or self.rng.choice((2, 4, 8)))]
-        return Run(self.children.spawn(args, env=self.env, cwd=self.root, log=log), log, time.monotonic())
+        env = {**self.env, "RECONCILER_FAILPOINT": failpoint} if failpoint else self.env
+        return Run(self.children.spawn(args, env=env, cwd=self.root, log=log), log, time.monotonic())
 
     def finish(self, run: Run, kind: str = "apply") -> int | None:
         status = self.children.reap(run.process, timeout=self.config.apply_timeout)
@@ -332,21 +339,25 @@ class Harness:
         self.finish(run)
 
     def suspend_round(self) -> None:
-        """Half the suspensions are aimed: at a PerfTest create whose intent is recorded, maybe not yet sent,
-        where a woken run that still sent would make a second task. Half of the woken runs wake while the run
+        """Some suspensions (``--aimed``) are aimed: apply stops itself before one of its first PerfTest creates,
+        its intent recorded and the create not yet sent, where a woken run that still sent would make a second
+        task (Toloka batches carry an operation id). The
+        others fall at a random moment once the run holds its lock. Half of the woken runs wake while the run
         that took over runs, half after it ended (it resolved their intents, maybe by sending them again)."""
-        first = self.start_apply()
-        aimed = self.rng.random() < 0.5
+        aimed = self.rng.random() < self.config.aimed
+        stop = f"before_send.perftest_create:{self.rng.randint(1, 3)}:stop"
+        first = self.start_apply(failpoint=stop if aimed else "")
         held = self.lock_of(first, timeout=self.config.apply_timeout)
         if aimed:
-            moment = self.until(first, self.expected_run, lambda: bool(self.read_state(open_perftest_create)))
+            moment = self.until(first, self.config.apply_timeout, lambda: first.stopped())
         else:
             moment = self.running_after(first, self.rng.uniform(0, self.expected_run / 2))
         if held is None or not moment:
             self.counts["suspension missed (the run ended first)"] += 1
             self.finish(first)
             return
-        first.process.send_signal(signal.SIGSTOP)
+        if not aimed:
+            first.process.send_signal(signal.SIGSTOP)
         if not first.holds(self.lock()):  # stopped after its work was done and its lock released
             os.kill(first.process.pid, signal.SIGCONT)
             self.counts["suspended too late"] += 1
@@ -525,6 +536,7 @@ def parse_args(argv: Sequence[str]) -> Config:
     add("--suites-per-round", type=int, default=20, help="suites each round adds (20)")
     add("--tasks", type=int, default=24, help="PerfTest tasks before the first round (24)")
     add("--tasks-per-round", type=float, default=0.1, help="PerfTest tasks each round adds (0.1)")
+    add("--aimed", type=float, default=0.5, help="the share of suspensions aimed before a send (0.5)")
     add("--suspend-tasks", type=int, default=8, help="more tasks a suspension round adds (8)")
     add("--batch-size", type=int, default=20, help="Toloka suites per batch, i.e. per intent (20)")
     add("--lock-ttl", type=float, default=3.0, help="RECONCILER_LOCK_TTL for every apply, in seconds (3)")

@@ -2,7 +2,8 @@
 
 ``RECONCILER_FAILPOINT=after_intent:3`` SIGKILLs the process the third time it passes ``after_intent``;
 ``before_send:2:stop`` SIGSTOPs it instead (as a closed laptop lid or a paused container would), for a test
-to wake with SIGCONT once another run has taken its lock over. Several may be given, comma-separated.
+to wake with SIGCONT once another run has taken its lock over. A point passed for an intent may be narrowed to
+one action: ``before_send.perftest_create:2:stop``. Several may be given, comma-separated.
 Without the variable, ``hit`` is a dictionary lookup and nothing else. The points, in the order apply passes
 them for each intent:
 
@@ -37,7 +38,9 @@ def _armed() -> dict[str, tuple[int, signal.Signals]]:
 _ARMED = _armed()
 
 
-def hit(name: str) -> None:
+def hit(name: str, action: str = "") -> None:
+    if action and f"{name}.{action}" in _ARMED:
+        name = f"{name}.{action}"
     if name not in _ARMED:
         return
     nth, signum = _ARMED[name]

@@ -183,7 +183,7 @@ class Applier:
             raise failure
 
     def _guarded(self, call: Call) -> Settlement:
-        failpoints.hit("before_send")
+        failpoints.hit("before_send", call.intent.action)
         if self._guard is not None:
             self._guard()
         return call.run()
@@ -192,7 +192,7 @@ class Applier:
         if call.resources is None:
             return
         self.store.record_intent(intent=call.intent, resources=call.resources)
-        failpoints.hit("after_intent")
+        failpoints.hit("after_intent", call.intent.action)
         addresses = call.intent.addresses
         self._emit(
             ApplyEvent(
