@@ -37,6 +37,7 @@ __all__ = [
     "Finding",
     "finding_fingerprint",
     "remote_diff",
+    "suite_key",
 ]
 
 #: Fields of a Toloka task suite that are the server's, with why none of them is drift.
@@ -139,6 +140,14 @@ def finding_fingerprint(kind: str, address: str, path: str, sent: Any, remote: A
     echoed as ``1.0`` one night and ``1`` the next) keeps its fingerprint and a cron job reports it once."""
     finding = {"kind": kind, "address": address, "path": path, "sent": _plain(sent), "remote": _plain(remote)}
     return hashlib.sha256(canonical_json(finding).encode("utf-8")).hexdigest()
+
+
+def suite_key(suite: Mapping[str, Any]) -> str:
+    """The input values of a suite's tasks, in order and numbers in one spelling: what tells one suite from
+    another. Discovery narrows a pool's suites to a resource's candidates by it before comparing them whole."""
+    tasks = suite.get("tasks")
+    values = [t.get("input_values") if isinstance(t, Mapping) else t for t in tasks] if isinstance(tasks, list) else []
+    return canonical_json(_plain(values))
 
 
 def remote_diff(kind: str, address: str, sent: Mapping[str, Any], remote: Any) -> list[Finding]:

@@ -180,3 +180,8 @@ class OutcomeUnknownError(ProviderError):
 
 class AmbiguousAdoptionError(ProviderError):
     pass
+
+
+class RefreshError(ReconcilerError):
+    """What a refresh read cannot be planned or recorded on: objects it could not read, listings it could not
+    read, remote objects that match a resource more than one way."""

@@ -36,6 +36,7 @@ class ActionType(StrEnum):
     REPLACE = "replace"
     ORPHAN = "orphan"
     RESOLVE = "resolve"
+    IMPORT = "import"
     NOOP = "noop"
 
     @property
@@ -49,12 +50,14 @@ _SIGNS = {
     ActionType.REPLACE: "-/+",
     ActionType.ORPHAN: "!",
     ActionType.RESOLVE: "?",
+    ActionType.IMPORT: "<=",
     ActionType.NOOP: " ",
 }
 
 #: The order apply takes actions in and the summary lists them in.
 ACTION_ORDER = (
     ActionType.RESOLVE,
+    ActionType.IMPORT,
     ActionType.CREATE,
     ActionType.REPLACE,
     ActionType.CHANGE,
@@ -63,7 +66,7 @@ ACTION_ORDER = (
 )
 
 #: What apply acts on; the rest of a plan is reported, not done.
-APPLIED_TYPES = (ActionType.RESOLVE, ActionType.CREATE, ActionType.REPLACE)
+APPLIED_TYPES = (ActionType.RESOLVE, ActionType.IMPORT, ActionType.CREATE, ActionType.REPLACE)
 
 
 @dataclass(frozen=True, slots=True)

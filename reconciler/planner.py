@@ -33,15 +33,18 @@ def make_plan(
     created_at: str = "",
     targets: Collection[str] = (),
     replace: Collection[str] = (),
+    remote: RemoteFacts | None = None,
 ) -> Plan:
-    """The plan's actions come out in apply's order: resolves, creates, replaces, then changes and orphans.
+    """The plan's actions come out in apply's order: resolves, imports, creates, replaces, then changes and
+    orphans. ``remote`` is what a refresh read (``plan --refresh``); without it the remote is taken to hold
+    what the state says.
 
     Resolve actions are the plan's account of intents left open by an interrupted apply; apply does not take
     them from the plan, it settles every open intent it finds in the state before anything else, so a plan
     made before another apply was killed still leaves nothing unsettled.
     """
     selected = _Selector(targets)
-    found = _Found(selected)
+    found = _Found(selected, remote or RemoteFacts())
     with cycle_collection_paused():
         recorded_by_address = {summary.address: summary for summary in recorded}
         check_selection(desired, recorded_by_address, targets=targets, replace=replace)
@@ -58,7 +61,7 @@ def make_plan(
         serial=serial,
         workspace=workspace,
         manifest_digest=manifest_digest,
-        actions=(*found.resolves, *found.creates, *found.replaces, *found.changes, *found.orphans),
+        actions=(*found.resolves, *found.imports, *found.creates, *found.replaces, *found.changes, *found.orphans),
         noop_count=found.noop,
         providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
         created_at=created_at,
@@ -85,12 +88,25 @@ class _Selector:
         return address in self._exact or address.startswith(self._prefixes)
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteFacts:
+    """What a refresh read that the state does not say: recorded objects ``gone`` remotely, fields of
+    recorded objects changed remotely (``drifted``), and unrecorded addresses a remote object matches exactly
+    (``imports``: address to remote id)."""
+
+    gone: Collection[str] = frozenset()
+    drifted: Mapping[str, tuple[FieldChange, ...]] = field(default_factory=dict)
+    imports: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class _Found:
     """Each kind of action goes to its own list as it is found, so ordering the plan costs nothing."""
 
     selected: _Selector
+    remote: RemoteFacts
     resolves: list[Action] = field(default_factory=list)
+    imports: list[Action] = field(default_factory=list)
     creates: list[Action] = field(default_factory=list)
     replaces: list[Action] = field(default_factory=list)
     changes: list[Action] = field(default_factory=list)
@@ -106,11 +122,14 @@ class _Found:
         selected, targeted = self.selected, self.selected.any
         replacing, replaced = to_replace.any, to_replace.covers
         creates, resolves, get_recorded = self.creates, self.resolves, recorded.get
+        imports, gone, drifted = self.remote.imports, self.remote.gone, self.remote.drifted
         noop = 0
         for address, resource in desired.items():
             rec = get_recorded(address)
             if rec is None:
-                if not targeted or selected(address):
+                if imports and address in imports and (not targeted or selected(address)):
+                    self.imports.append(_import(resource, imports[address]))
+                elif not targeted or selected(address):
                     creates.append(
                         Action(
                             create,
@@ -130,6 +149,16 @@ class _Found:
                 creates.append(
                     _from_resource(create, resource, "the last attempt failed; trying again", attempt=rec.attempt + 1)
                 )
+            elif gone and address in gone:
+                self.replaces.append(
+                    _from_resource(
+                        ActionType.REPLACE,
+                        resource,
+                        "deleted remotely behind the tool's back (read by refresh); apply creates it again",
+                        attempt=rec.attempt + 1,
+                        remote_id=rec.remote_id,
+                    )
+                )
             elif replacing and replaced(address):
                 self.replaces.append(
                     _from_resource(
@@ -142,6 +171,18 @@ class _Found:
                 )
             elif rec.spec_hash != resource.spec_hash:
                 self.changed.append(resource)
+            elif drifted and address in drifted:
+                self.changes.append(
+                    _from_resource(
+                        ActionType.CHANGE,
+                        resource,
+                        "changed remotely behind the tool's back (read by refresh); create-only API: use --replace "
+                        f"{address} to create a new object as the manifest says",
+                        remote_id=rec.remote_id,
+                        attempt=rec.attempt,
+                        diff=drifted[address],
+                    )
+                )
             else:
                 noop += 1
         self.noop += noop
@@ -279,6 +320,21 @@ def _from_resource(
         remote_id,
         None,
         diff,
+    )
+
+
+def _import(resource: Resource, remote_id: str) -> Action:
+    return Action(
+        ActionType.IMPORT,
+        resource.address,
+        resource.kind,
+        resource.provider,
+        f"not in the state, but remote object {remote_id} holds exactly this (read by refresh); apply records it "
+        "and creates nothing",
+        resource.spec,
+        resource.spec_hash,
+        0,
+        remote_id,
     )
 
 

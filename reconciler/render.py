@@ -38,6 +38,7 @@ _COLOURS = {
     ActionType.REPLACE: "magenta",
     ActionType.ORPHAN: "red",
     ActionType.RESOLVE: "cyan",
+    ActionType.IMPORT: "blue",
     ActionType.NOOP: None,
 }
 
@@ -47,6 +48,7 @@ _VERBS = {
     ActionType.CHANGE: "changed (refused without --replace)",
     ActionType.ORPHAN: "orphaned",
     ActionType.RESOLVE: "to resolve",
+    ActionType.IMPORT: "to import",
     ActionType.NOOP: "unchanged",
 }
 
@@ -188,7 +190,7 @@ def summary_line(plan: Plan) -> str:
         f"{counts['replace']} to replace",
         f"{counts['change']} changed (refused without --replace)",
     ]
-    for optional in (ActionType.RESOLVE, ActionType.ORPHAN):
+    for optional in (ActionType.RESOLVE, ActionType.IMPORT, ActionType.ORPHAN):
         if counts[optional.value]:
             parts.append(f"{counts[optional.value]} {_VERBS[optional]}")
     parts.append(f"{counts['noop']} unchanged")

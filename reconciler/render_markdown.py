@@ -22,7 +22,9 @@ from typing import Any
 
 from reconciler.plan import ACTION_ORDER, Action, ActionType, FieldChange, Plan
 from reconciler.redaction import safe_line
+from reconciler.refresh.report import DriftFinding, DriftReport
 from reconciler.render import summary_line
+from reconciler.render_drift import summary_text
 
 #: Lines (actions, or sets of suites) listed in one action type's block before the rest is counted.
 LIST_AT_MOST = 50
@@ -40,6 +42,7 @@ BUDGET = 50_000
 
 _HEADINGS = {
     ActionType.RESOLVE: "? to resolve (an interrupted apply)",
+    ActionType.IMPORT: "<= to import (found remotely by refresh)",
     ActionType.CREATE: "+ to create",
     ActionType.REPLACE: "-/+ to replace",
     ActionType.CHANGE: "~ changed (refused without --replace)",
@@ -47,6 +50,7 @@ _HEADINGS = {
 }
 _ROW_NAMES = {
     ActionType.RESOLVE: "`?` resolve",
+    ActionType.IMPORT: "`<=` import",
     ActionType.CREATE: "`+` create",
     ActionType.REPLACE: "`-/+` replace",
     ActionType.CHANGE: "`~` changed (refused without `--replace`)",
@@ -238,3 +242,64 @@ def _diff_table(diff: Sequence[FieldChange]) -> Iterator[str]:
 
 def _value(value: Any) -> str:
     return code(json.dumps(value, ensure_ascii=False, sort_keys=True), VALUE_AT_MOST)
+
+
+_DRIFT_HEADINGS = {
+    "unreadable": "? could not be read (nothing is concluded of them)",
+    "gone": "- gone remotely (`reconciler apply --refresh` creates them again)",
+    "changed": "~ changed remotely (behind the tool's back)",
+    "unapplied": "+ not applied (the manifests differ from the state)",
+}
+
+
+def drift_markdown(report: DriftReport, *, heading: str = "reconciler drift") -> str:
+    """The comment or issue body for a drift report: a summary table, then one collapsed block per type of
+    finding, each listing at most ``LIST_AT_MOST`` objects. The report's fingerprint ends it, in an HTML comment
+    a job can find to tell whether it already reported this drift."""
+    body = _Body()
+    body.add(f"### {md(heading)}", "")
+    body.add(f"**{md(summary_text(report))}**", "")
+    if not report.in_sync:
+        body.add("| finding | objects | fields |", "|---|---:|---:|")
+        for kind, title in _DRIFT_HEADINGS.items():
+            found = [f for f in report.findings if f.type == kind]
+            if found:
+                objects = len({f.address for f in found})
+                body.add(f"| {md(title.split(' (')[0])} | {_number(objects)} | {_number(len(found))} |")
+        body.add("")
+        for kind, title in _DRIFT_HEADINGS.items():
+            found = [f for f in report.findings if f.type == kind]
+            if found:
+                _drift_details(body, title, found)
+    body.add(f"<!-- drift-fingerprint: {report.fingerprint or 'in-sync'} -->")
+    return body.text()
+
+
+def _drift_details(body: _Body, title: str, found: list[DriftFinding]) -> None:
+    by_address: dict[str, list[DriftFinding]] = {}
+    for finding in found:
+        by_address.setdefault(finding.address, []).append(finding)
+    body.add(f"<details><summary>{title}: {_number(len(by_address))}</summary>", "")
+    listed = 0
+    for address, findings in by_address.items():
+        lines = list(_finding_lines(address, findings)) if listed < LIST_AT_MOST else []
+        if not lines or not body.fits(lines):
+            break
+        body.add(*lines)
+        listed += 1
+    if len(by_address) > listed:
+        body.add(f"- … and {_number(len(by_address) - listed)} more (`reconciler drift --json` lists every one)")
+    body.add("", "</details>", "")
+
+
+def _finding_lines(address: str, findings: list[DriftFinding]) -> Iterator[str]:
+    first = findings[0]
+    remote = f" (remote id {code(first.remote_id)})" if first.remote_id else ""
+    why = ""
+    if first.type == "unreadable":
+        why = f": {md(first.error or '')}"
+    elif first.type == "unapplied":
+        why = f": {md(first.action or '')}: {md(first.reason or '')}"
+    yield f"- {code(address)}{remote}{why}"
+    if first.type == "changed":
+        yield from _diff_table([FieldChange(f.path or "", "changed", f.sent, f.remote) for f in findings])

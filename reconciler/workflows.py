@@ -29,7 +29,7 @@ from reconciler.errors import (
     UnknownAddressError,
 )
 from reconciler.plan import ActionType, Plan, check_current
-from reconciler.planner import make_plan
+from reconciler.planner import RemoteFacts, make_plan
 from reconciler.resources import ProviderConfig
 from reconciler.speedups import cycle_collection_paused
 from reconciler.state.base import Outcome, StateStore, Status
@@ -74,6 +74,7 @@ def plan_from_manifests(
     replace: tuple[str, ...] = (),
     manifests: tuple[Path, ...] = (),
     environ: Mapping[str, str] = os.environ,
+    remote: RemoteFacts | None = None,
 ) -> Plan:
     """The plan of ``desired`` against the state, once the environment's provider overrides are known good.
     ``manifests``, the paths ``desired`` was loaded from, are recorded for ``apply PLANFILE`` (see
@@ -94,6 +95,7 @@ def plan_from_manifests(
         created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         targets=targets,
         replace=replace,
+        remote=remote,
     )
     return dataclasses.replace(made, manifests=tuple(_recorded_path(p) for p in manifests))
 

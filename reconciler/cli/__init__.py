@@ -11,6 +11,7 @@ import sys
 import click
 
 from reconciler.cli import commands
+from reconciler.cli.drift import drift
 from reconciler.cli.options import exit_closed_pipe, group_options
 from reconciler.cli.state import state
 
@@ -43,13 +44,14 @@ def cli() -> None:
       reconciler apply examples/ --sandbox           try it against the built-in emulator
       reconciler plan examples/ --out plan.json      save a plan (for a pull request) ...
       reconciler apply plan.json --auto-approve      ... and apply exactly that plan (on merge)
+      reconciler drift examples/                     what changed behind the tool's back (cron)
 
     The common options (--state, --workspace, --no-color, -v) go before or after the command; the command's
     own wins when both are given.
     """
 
 
-for command in (commands.validate, commands.plan, commands.show, commands.apply, commands.schema, state):
+for command in (commands.validate, commands.plan, commands.show, commands.apply, drift, commands.schema, state):
     cli.add_command(command)
 
 

@@ -1,0 +1,62 @@
+"""Toloka's share of refresh and discovery: one paged listing per pool (``iter_pool_suites``), never a request
+per suite, so reading back 100,000 suites costs about a hundred requests.
+
+A suite the state names that a complete listing of its pool lacks is gone. Toloka keeps no id of ours on a
+suite, so discovery recognises a suite by its content: suites are first narrowed by their tasks' input values
+(``suite_key``), then each candidate must hold exactly what the tool would send, by the rules drift compares
+with (``remote_diff`` finds nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+from reconciler.drift import remote_diff, suite_key
+from reconciler.errors import ProviderError
+from reconciler.providers.toloka import TolokaClient
+from reconciler.refresh import Discovery, Read, settle_matches, unreadable
+from reconciler.resources import Resource
+from reconciler.state.base import ResourceRecord
+
+
+def read_suites(client: TolokaClient, records: Sequence[ResourceRecord]) -> Iterator[Read]:
+    """A read of each recorded suite, from one listing of each pool the records name."""
+    by_pool: dict[str, list[ResourceRecord]] = {}
+    for record in records:
+        by_pool.setdefault(str(record.spec.get("pool_id")), []).append(record)
+    for pool_id, mine in by_pool.items():
+        wanted = {record.remote_id for record in mine}
+        try:
+            listed = {s["id"]: s for s in client.iter_pool_suites(pool_id) if s["id"] in wanted}
+        except ProviderError as err:
+            yield from (unreadable(record, err) for record in mine)
+            continue
+        for record in mine:
+            yield Read(record.address, record.kind, record.remote_id or "", listed.get(record.remote_id or ""))
+
+
+def discover_suites(
+    client: TolokaClient, resources: Sequence[Resource], *, taken: Collection[str], into: Discovery
+) -> None:
+    """Match each resource with the suites of its pool that hold exactly its content; a pool whose listing
+    cannot be read adopts nothing (its error goes to ``into.errors``)."""
+    by_pool: dict[str, list[Resource]] = {}
+    for resource in resources:
+        by_pool.setdefault(str(resource.spec.get("pool_id")), []).append(resource)
+    for pool_id, mine in by_pool.items():
+        index: dict[str, list[Resource]] = {}
+        for resource in mine:
+            index.setdefault(suite_key(resource.spec), []).append(resource)
+        candidates: dict[str, list[tuple[str, dict[str, Any]]]] = {resource.address: [] for resource in mine}
+        try:
+            for suite in client.iter_pool_suites(pool_id):
+                if suite["id"] in taken:
+                    continue
+                for resource in index.get(suite_key(suite), ()):
+                    if not remote_diff(resource.kind, resource.address, resource.spec, suite):
+                        candidates[resource.address].append((suite["id"], suite))
+        except ProviderError as err:
+            into.errors.append(f"the suites of pool {pool_id} could not be listed, so none was adopted: {err}")
+            continue
+        settle_matches(candidates, into)
