@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import workflows
+from reconciler import readback, workflows
+from reconciler.cli.drift import READS_AT_ONCE
 from reconciler.cli.locking import lock_timeout_option, locked
 from reconciler.cli.options import (
     EXIT_INTERRUPTED,
@@ -132,6 +133,11 @@ def _plan_from_manifests(
     )
 
 
+REFRESH_HELP = (
+    "Read the remote first: objects gone remotely are planned again, remote changes shown, and objects that "
+    "match an unrecorded resource exactly are imported instead of created."
+)
+
 OUTPUT_FORMATS = ("text", "markdown", "json")
 FORMAT_HELP = "text (default), markdown (a pull-request or issue comment) or json (one object per line)."
 
@@ -171,6 +177,7 @@ def _plan_markdown(
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only this address (repeat).")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS.")
+@click.option("--refresh", is_flag=True, help=REFRESH_HELP)
 @common_options(sandbox=SANDBOX_HELP)
 @guarded
 def plan(
@@ -182,13 +189,15 @@ def plan(
     detailed_exitcode: bool,
     targets: tuple[str, ...],
     replace: tuple[str, ...],
+    refresh: bool,
 ) -> None:
     """Compare manifests with the recorded state and show what `apply` would do.
 
     \b
     Signs:  + create   ~ changed (create-only APIs: needs --replace)   -/+ replace
             ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
-    Nothing is sent.
+            <= import (--refresh found it remotely)
+    Nothing is sent; with --refresh the remote is read (never written).
     """
     output_format = _output_format(as_json, output_format)
     as_json = output_format == "json"
@@ -201,7 +210,20 @@ def plan(
         absent = common.state_file() or Path(common.where().shown(common.effective_workspace))
         store = AbsentState(absent, place=_place(common))
     try:
-        result = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
+        if refresh:
+            with sandboxed(common) as sandbox_target:
+                result = readback.refreshed_plan(
+                    store,
+                    desired,
+                    workspace=common.effective_workspace,
+                    sandbox=sandbox_target,
+                    parallelism=READS_AT_ONCE,
+                    targets=targets,
+                    replace_addresses=replace,
+                    manifests=paths,
+                )
+        else:
+            result = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
     finally:
         store.close()
     refused = workflows.refusal(result)
@@ -313,6 +335,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Apply only this address (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: the plan, every outcome, a summary.")
+@click.option("--refresh", is_flag=True, help=REFRESH_HELP)
 @lock_timeout_option
 @common_options(sandbox=SANDBOX_HELP)
 @guarded
@@ -324,6 +347,7 @@ def apply(
     replace: tuple[str, ...],
     targets: tuple[str, ...],
     as_json: bool,
+    refresh: bool,
     lock_timeout: float,
 ) -> None:
     """Create what the manifests (or a saved PLANFILE) say is missing, exactly once.
@@ -336,8 +360,8 @@ def apply(
     calls in flight, and never creates anything twice. Exit status: 0 done, 1 something failed, 130 interrupted.
     """
     from_file = len(paths) == 1 and is_plan_file(paths[0])
-    if from_file and (replace or targets):
-        raise click.UsageError("--replace and --target go to `reconciler plan` when you apply a saved plan")
+    if from_file and (replace or targets or refresh):
+        raise click.UsageError("--replace, --target and --refresh go to `reconciler plan` when you apply a saved plan")
     printer = common.printer()
     saved = desired = None
     if from_file:
@@ -352,7 +376,9 @@ def apply(
         opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
         locked(store, operation="apply", lock_timeout=lock_timeout) as lease,
     ):
-        the_plan = _plan_for_apply(common, store, paths, saved, desired, targets=targets, replace=replace)
+        the_plan = _plan_for_apply(
+            common, store, paths, saved, desired, targets=targets, replace=replace, refresh=(sandbox_target, refresh)
+        )
         if as_json:
             for event in plan_events(the_plan):
                 write_event(sys.stdout, event)
@@ -365,6 +391,7 @@ def apply(
             return
         if not auto_approve:
             _confirm()
+        the_plan = readback.import_planned(the_plan, store, desired, sandbox=sandbox_target, parallelism=READS_AT_ONCE)
         result = _run_applier(
             the_plan,
             store,
@@ -406,15 +433,30 @@ def _plan_for_apply(
     *,
     targets: tuple[str, ...],
     replace: tuple[str, ...],
+    refresh: tuple[SandboxTarget | None, bool],
 ) -> Plan:
-    """The plan apply runs, under the lock: the saved one if it is still current, or one made now."""
+    """The plan apply runs, under the lock: the saved one if it is still current, or one made now (``refresh``:
+    the sandbox, and whether to read the remote first)."""
     if saved is not None:
         _refuse_plan_of_no_state(common, store, paths[0])
         return workflows.plan_to_apply(
             store, saved, workspace=common.effective_workspace, planfile=paths[0], manifests=desired
         )
     assert desired is not None
-    made = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
+    sandbox_target, refreshing = refresh
+    if refreshing:
+        made = readback.refreshed_plan(
+            store,
+            desired,
+            workspace=common.effective_workspace,
+            sandbox=sandbox_target,
+            parallelism=READS_AT_ONCE,
+            targets=targets,
+            replace_addresses=replace,
+            manifests=paths,
+        )
+    else:
+        made = _plan_from_manifests(common, store, desired, paths, targets=targets, replace=replace)
     return workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
 
 

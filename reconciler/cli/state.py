@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reconciler import redaction, workflows
+from reconciler import readback, redaction, workflows
 from reconciler.cli.locking import lock_timeout_option, locked
 from reconciler.cli.options import (
     PATHS_HELP,
@@ -23,6 +23,7 @@ from reconciler.cli.options import (
     sandboxed,
 )
 from reconciler.errors import StateAbsentError, StateError, UnknownAddressError
+from reconciler.render import plural
 from reconciler.state import inspect_state_file
 
 
@@ -213,21 +214,45 @@ def state_unlock(common: Common, lock_id: str) -> None:
 
 
 @state.command("import", epilog=PATHS_HELP)
-@click.argument("address")
-@click.argument("remote_id")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("arguments", nargs=-1, required=True, metavar="[ADDRESS REMOTE_ID] PATHS...")
+@click.option(
+    "--discover",
+    is_flag=True,
+    help="Find the remote objects that match the manifests exactly, and adopt each that matches one resource.",
+)
+@click.option(
+    "--parallelism", default=16, show_default=True, type=click.IntRange(1, 256), help="PerfTest tasks read at once."
+)
 @common_options(
     sandbox="Import from the embedded emulator (started for this command) into the workspace 'sandbox', where "
     "`apply --sandbox` records."
 )
 @lock_timeout_option
 @guarded
-def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path, ...], lock_timeout: float) -> None:
-    """Record that ADDRESS (declared in the manifests at PATHS) is the existing remote object REMOTE_ID.
+def state_import(
+    common: Common, arguments: tuple[str, ...], discover: bool, parallelism: int, lock_timeout: float
+) -> None:
+    """Record that ADDRESS (declared in the manifests at PATHS) is the existing remote object REMOTE_ID; or,
+    with --discover, rebuild a lost state from what the remote holds.
+
+    \b
+    reconciler state import PerfTestTask/soak 100042 manifests/
+    reconciler state import --discover manifests/
 
     REMOTE_ID is read from the API first (with the provider's credentials, as apply reads them), and refused if
     it does not exist. Also settles an interrupted create of ADDRESS that apply could not resolve by itself.
+
+    --discover lists the pools and test projects the manifests name and adopts, for each declared resource the
+    state does not hold, the remote object that holds exactly what apply would send: a PerfTest task by test
+    project, name and body, a Toloka suite by its content. Two objects matching one resource are reported and
+    adopted by neither (import the right one by id). Nothing is created.
     """
+    if discover:
+        _import_discovered(common, tuple(Path(a) for a in arguments), parallelism, lock_timeout)
+        return
+    if len(arguments) < 3:
+        raise click.UsageError("give ADDRESS REMOTE_ID PATHS..., or --discover PATHS...")
+    address, remote_id, paths = arguments[0], arguments[1], tuple(Path(a) for a in arguments[2:])
     desired = load_manifests(common, paths)
     common.use_manifests(desired, paths)
     if address not in desired.resources:
@@ -241,3 +266,66 @@ def state_import(common: Common, address: str, remote_id: str, paths: tuple[Path
             store, desired, address=address, remote_id=remote_id, paths=paths, sandbox=sandbox_target
         )
     echo(f"Imported {address} as remote object {remote_id}.")
+
+
+def _import_discovered(common: Common, paths: tuple[Path, ...], parallelism: int, lock_timeout: float) -> None:
+    desired = load_manifests(common, paths)
+    common.use_manifests(desired, paths)
+    with (
+        sandboxed(common) as sandbox_target,
+        opened(common) as store,
+        locked(store, operation="state import --discover", lock_timeout=lock_timeout),
+    ):
+        found = readback.discover_resources(store, desired, sandbox=sandbox_target, parallelism=parallelism)
+        adopted = readback.adopt(store, desired, found)
+    for address, ids in found.ambiguous.items():
+        echo(
+            f"{address}: {len(ids)} remote objects match it exactly ({', '.join(ids)}); none was adopted. Import "
+            f"the right one with `reconciler state import {address} ID {' '.join(map(str, paths))}`.",
+            err=True,
+        )
+    for error in found.errors:
+        echo(f"Error: {error}", err=True)
+    echo(
+        f"Adopted {plural(adopted, 'remote object')} matching the manifests exactly; "
+        f"{plural(len(found.ambiguous), 'resource')} matched more than one; nothing was created."
+    )
+    if found.errors:
+        raise SystemExit(1)
+
+
+@state.command("refresh", epilog=PATHS_HELP)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--parallelism", default=16, show_default=True, type=click.IntRange(1, 256), help="PerfTest tasks read at once."
+)
+@common_options(sandbox=SANDBOX_STATE_HELP)
+@lock_timeout_option
+@guarded
+def state_refresh(common: Common, paths: tuple[Path, ...], parallelism: int, lock_timeout: float) -> None:
+    """Read back every object the state records (of a provider the manifests at PATHS declare) and record what
+    was read, with a journal entry. Creates and sends nothing.
+
+    `reconciler state show ADDRESS` then shows each object's remote view and when it was read; an object gone
+    remotely is recorded as gone, and `plan --refresh` plans it again. An object that cannot be read keeps the
+    view it had, and the command exits 1.
+    """
+    desired = load_manifests(common, paths)
+    common.use_manifests(desired, paths)
+    with (
+        sandboxed(common) as sandbox_target,
+        opened(common, read_only=False) as store,
+        locked(store, operation="state refresh", lock_timeout=lock_timeout),
+    ):
+        refreshed = readback.refresh_state(store, desired, sandbox=sandbox_target, parallelism=parallelism)
+    for read in refreshed.unreadable:
+        echo(f"Error: {read.address} (remote id {read.remote_id}) could not be read: {read.error}", err=True)
+    for read in refreshed.gone:
+        echo(f"{read.address}: gone remotely (remote id {read.remote_id}); `reconciler plan --refresh` plans it again.")
+    read_count = len(refreshed.reads) - len(refreshed.unreadable)
+    echo(
+        f"Refreshed {plural(read_count, 'object')}: {len(refreshed.gone)} gone, "
+        f"{len(refreshed.unreadable)} could not be read."
+    )
+    if refreshed.unreadable:
+        raise SystemExit(1)
