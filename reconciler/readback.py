@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler import manifest
 from reconciler.drift import remote_diff
 from reconciler.errors import RefreshError
 from reconciler.plan import ActionType, FieldChange, Plan
 from reconciler.planner import RemoteFacts
-from reconciler.refresh import Discovery, Read, discover, read_back
-from reconciler.refresh.report import DriftReport, drift_report
+from reconciler.refresh import Discovery, Read, Reader, discover
+from reconciler.refresh.report import DriftFinding, DriftReport, drift_report, read_findings
 from reconciler.resources import Resource
-from reconciler.state.base import ResourceRecord, StateStore, Status
+from reconciler.state.base import ResourceSummary, StateStore, Status
 from reconciler.workflows import plan_from_manifests
 
 if TYPE_CHECKING:
     from reconciler.providers import ProviderClient, SandboxTarget
+
+T = TypeVar("T")
 
 #: Errors quoted in a refusal; the rest are counted.
 QUOTED = 5
@@ -48,34 +50,63 @@ def _clients(
             client.close()
 
 
-def recorded_objects(store: StateStore, desired: manifest.DesiredState, *, declared_only: bool) -> list[ResourceRecord]:
+def _created(store: StateStore, desired: manifest.DesiredState, *, declared_only: bool) -> list[ResourceSummary]:
     """The created resources of the state whose provider the manifests declare (``declared_only``: and whose
     address they declare), in the state's order."""
     providers, resources = desired.providers, desired.resources
-    addresses = [
-        s.address
+    return [
+        s
         for s in store.summaries()
         if s.status is Status.CREATED
         and s.remote_id
         and s.provider in providers
         and (not declared_only or s.address in resources)
     ]
-    found = store.get_many(addresses=addresses)
-    return [found[a] for a in addresses if a in found]
 
 
 def _read(
-    records: Sequence[ResourceRecord],
+    store: StateStore,
     desired: manifest.DesiredState,
     *,
+    declared_only: bool,
     sandbox: SandboxTarget | None,
     parallelism: int,
     environ: Mapping[str, str],
-) -> list[Read]:
-    if not records:
-        return []
-    with _clients(desired, sandbox, environ) as clients:
-        return read_back(records, clients, parallelism=parallelism)
+    meanwhile: Callable[[], T],
+    early: Callable[[list[Read], Mapping[str, dict[str, Any]]], None] | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[Read], T]:
+    """The recorded objects read back, and ``meanwhile()``, called while PerfTest's reads (bound by its rate
+    limit, not by this process) are under way, as are reading the recorded specs and listing Toloka's pools;
+    ``early`` gets Toloka's reads, with the recorded specs, while PerfTest's are still under way. Returns the
+    recorded spec of each object read, the reads, and what ``meanwhile`` returned."""
+    created = _created(store, desired, declared_only=declared_only)
+    if not created:
+        return {}, [], meanwhile()
+    with _clients(desired, sandbox, environ) as clients, Reader(clients, parallelism=parallelism) as reader:
+        reader.start(created)
+        specs = _recorded_specs(store, desired, created)
+        done = meanwhile()
+        pools = {address: str(spec.get("pool_id")) for address, spec in specs.items()}
+        reads = reader.finish(pools, None if early is None else lambda some: early(some, specs))
+    return specs, reads, done
+
+
+def _recorded_specs(
+    store: StateStore, desired: manifest.DesiredState, created: Sequence[ResourceSummary]
+) -> dict[str, dict[str, Any]]:
+    """The spec recorded for each of ``created``: the manifest's own where the recorded hash is its hash (the
+    same content, already decoded), read from the state for the rest."""
+    specs: dict[str, dict[str, Any]] = {}
+    resources, missing = desired.resources, []
+    for summary in created:
+        resource = resources.get(summary.address)
+        if resource is not None and resource.spec_hash == summary.spec_hash:
+            specs[summary.address] = resource.spec
+        else:
+            missing.append(summary.address)
+    if missing:
+        specs.update((a, r.spec) for a, r in store.get_many(addresses=missing).items())
+    return {s.address: specs[s.address] for s in created if s.address in specs}
 
 
 def check_drift(
@@ -88,10 +119,25 @@ def check_drift(
     environ: Mapping[str, str] = os.environ,
 ) -> DriftReport:
     """Manifests against state (what a plan shows), and state against remote (every declared object read)."""
-    plan = plan_from_manifests(store, desired, workspace=workspace, environ=environ)
-    records = recorded_objects(store, desired, declared_only=True)
-    reads = _read(records, desired, sandbox=sandbox, parallelism=parallelism, environ=environ)
-    return drift_report(workspace=workspace, plan=plan, records=records, reads=reads)
+    found: list[DriftFinding] = []
+    early: set[str] = set()
+
+    def compare_early(reads: list[Read], specs: Mapping[str, dict[str, Any]]) -> None:
+        found.extend(read_findings(reads, specs))
+        early.update(read.address for read in reads)
+
+    specs, reads, plan = _read(
+        store,
+        desired,
+        declared_only=True,
+        sandbox=sandbox,
+        parallelism=parallelism,
+        environ=environ,
+        meanwhile=lambda: plan_from_manifests(store, desired, workspace=workspace, environ=environ),
+        early=compare_early,
+    )
+    found += read_findings((r for r in reads if r.address not in early), specs)
+    return drift_report(workspace=workspace, plan=plan, read=len(reads), found=found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +163,15 @@ def refresh_state(
 ) -> Refreshed:
     """Read every recorded object of a declared provider and record each view read (None for gone); an object
     that could not be read keeps the view it had, and is returned for the caller to report."""
-    records = recorded_objects(store, desired, declared_only=False)
-    reads = _read(records, desired, sandbox=sandbox, parallelism=parallelism, environ=environ)
+    _, reads, _ = _read(
+        store,
+        desired,
+        declared_only=False,
+        sandbox=sandbox,
+        parallelism=parallelism,
+        environ=environ,
+        meanwhile=lambda: None,
+    )
     store.record_refresh(views=[(r.address, r.view) for r in reads if r.error is None])
     return Refreshed(reads)
 
@@ -185,8 +238,7 @@ def refuse_unknowns(reads: Sequence[Read], discovery: Discovery, *, doing: str) 
         raise RefreshError(f"cannot {doing}: {shown}{more}")
 
 
-def remote_facts(records: Sequence[ResourceRecord], reads: Sequence[Read], discovery: Discovery) -> RemoteFacts:
-    specs = {r.address: r.spec for r in records}
+def remote_facts(specs: Mapping[str, dict[str, Any]], reads: Sequence[Read], discovery: Discovery) -> RemoteFacts:
     drifted: dict[str, tuple[FieldChange, ...]] = {}
     for read in reads:
         if read.view is not None:
@@ -214,8 +266,15 @@ def refreshed_plan(
 ) -> Plan:
     """The plan against what the remote holds: gone objects are created again, remote changes shown, and
     exact matches of unrecorded resources imported instead of created."""
-    records = recorded_objects(store, desired, declared_only=True)
-    reads = _read(records, desired, sandbox=sandbox, parallelism=parallelism, environ=environ)
+    specs, reads, _ = _read(
+        store,
+        desired,
+        declared_only=True,
+        sandbox=sandbox,
+        parallelism=parallelism,
+        environ=environ,
+        meanwhile=lambda: None,
+    )
     discovery = discover_resources(store, desired, sandbox=sandbox, parallelism=parallelism, environ=environ)
     refuse_unknowns(reads, discovery, doing="plan against the remote")
     return plan_from_manifests(
@@ -226,7 +285,7 @@ def refreshed_plan(
         replace=replace_addresses,
         manifests=manifests,
         environ=environ,
-        remote=remote_facts(records, reads, discovery),
+        remote=remote_facts(specs, reads, discovery),
     )
 
 

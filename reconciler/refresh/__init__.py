@@ -12,9 +12,10 @@ and never as in sync; a listing that could not be read matches nothing, so disco
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.errors import ProviderError
 from reconciler.resources import Resource
@@ -23,7 +24,7 @@ from reconciler.state.base import ResourceRecord
 if TYPE_CHECKING:
     from reconciler.providers import ProviderClient
 
-__all__ = ["Discovery", "Match", "Read", "discover", "read_back", "settle_matches", "unreadable"]
+__all__ = ["Discovery", "Match", "ObjectRef", "Read", "Reader", "discover", "read_back", "settle_matches", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,30 +62,86 @@ class Discovery:
     errors: list[str] = field(default_factory=list)
 
 
-def unreadable(record: ResourceRecord, err: ProviderError) -> Read:
+def unreadable(record: ObjectRef, err: ProviderError) -> Read:
     return Read(record.address, record.kind, record.remote_id or "", None, str(err))
 
 
+class ObjectRef(Protocol):
+    """What a read needs of a recorded object (a ``ResourceSummary`` or a ``ResourceRecord`` has it)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def remote_id(self) -> str | None: ...
+
+
+class Reader:
+    """Reads in two steps, so that PerfTest's reads, bound by its rate limit rather than by this process, run
+    while the caller does the rest: ``start`` sends them off in the background (they need only the remote ids),
+    ``finish`` lists each Toloka pool (that needs the recorded specs, for the pool ids), then waits for them."""
+
+    def __init__(self, clients: Mapping[str, ProviderClient], *, parallelism: int) -> None:
+        self.clients = clients
+        self.parallelism = parallelism
+        self._order: list[str] = []
+        self._toloka: dict[str, list[ObjectRef]] = {}
+        self._pending: list[Iterator[Read]] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def start(self, objects: Iterable[ObjectRef]) -> None:
+        from reconciler.providers import TolokaClient
+        from reconciler.refresh import perftest
+
+        by_provider: dict[str, list[ObjectRef]] = {}
+        for ref in objects:
+            if ref.remote_id and ref.provider in self.clients:
+                by_provider.setdefault(ref.provider, []).append(ref)
+                self._order.append(ref.address)
+        for name, mine in by_provider.items():
+            client = self.clients[name]
+            if isinstance(client, TolokaClient):
+                self._toloka[name] = mine
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="read")
+            self._pending.append(perftest.read_tasks(client, mine, pool=self._pool))
+
+    def finish(self, pools: Mapping[str, str], early: Callable[[list[Read]], None] | None = None) -> list[Read]:
+        """Every read, in the order ``start`` was given the objects; ``pools``: each suite address's pool id.
+        ``early`` gets Toloka's reads as soon as they are in, before PerfTest's are waited for."""
+        from reconciler.providers import TolokaClient
+        from reconciler.refresh import toloka
+
+        reads: dict[str, Read] = {}
+        for name, mine in self._toloka.items():
+            client = self.clients[name]
+            assert isinstance(client, TolokaClient)
+            reads.update((read.address, read) for read in toloka.read_suites(client, mine, pools))
+        if early is not None:
+            early(list(reads.values()))
+        for pending in self._pending:
+            reads.update((read.address, read) for read in pending)
+        return [reads[address] for address in self._order]
+
+
 def read_back(
-    records: Iterable[ResourceRecord], clients: Mapping[str, ProviderClient], *, parallelism: int
+    records: Sequence[ResourceRecord], clients: Mapping[str, ProviderClient], *, parallelism: int
 ) -> list[Read]:
     """A read of every record that names a remote object, of a provider in ``clients``, in record order."""
-    from reconciler.providers import TolokaClient
-    from reconciler.refresh import perftest, toloka
-
-    by_provider: dict[str, list[ResourceRecord]] = {}
-    for record in records:
-        if record.remote_id and record.provider in clients:
-            by_provider.setdefault(record.provider, []).append(record)
-    reads: dict[str, Read] = {}
-    for name, mine in by_provider.items():
-        client = clients[name]
-        if isinstance(client, TolokaClient):
-            found = toloka.read_suites(client, mine)
-        else:
-            found = perftest.read_tasks(client, mine, parallelism=parallelism)
-        reads.update((read.address, read) for read in found)
-    return [reads[r.address] for rs in by_provider.values() for r in rs]
+    with Reader(clients, parallelism=parallelism) as reader:
+        reader.start(records)
+        return reader.finish({r.address: str(r.spec.get("pool_id")) for r in records})
 
 
 def discover(

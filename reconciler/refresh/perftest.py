@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 from reconciler.drift import remote_diff
 from reconciler.errors import ProviderError
 from reconciler.providers.perftest import PerfTestClient
-from reconciler.refresh import Discovery, Read, settle_matches, unreadable
+from reconciler.refresh import Discovery, ObjectRef, Read, settle_matches, unreadable
 from reconciler.resources import Resource
-from reconciler.state.base import ResourceRecord
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,8 +30,10 @@ def _in_parallel(work: Callable[[T], R], items: Sequence[T], parallelism: int) -
         yield from pool.map(work, items)
 
 
-def read_tasks(client: PerfTestClient, records: Sequence[ResourceRecord], *, parallelism: int) -> Iterator[Read]:
-    def read(record: ResourceRecord) -> Read:
+def read_tasks(client: PerfTestClient, records: Sequence[ObjectRef], *, pool: ThreadPoolExecutor) -> Iterator[Read]:
+    """Sent to ``pool`` at once (before the first result is asked for): the reads go on while the caller works."""
+
+    def read(record: ObjectRef) -> Read:
         remote_id = record.remote_id or ""
         if not (remote_id.isascii() and remote_id.isdigit()):
             why = f"the state names {remote_id!r}, which is not a PerfTest task id"
@@ -43,7 +44,7 @@ def read_tasks(client: PerfTestClient, records: Sequence[ResourceRecord], *, par
             return unreadable(record, err)
         return Read(record.address, record.kind, remote_id, view)
 
-    return _in_parallel(read, records, parallelism)
+    return pool.map(read, records)
 
 
 def discover_tasks(

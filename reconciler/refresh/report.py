@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +24,8 @@ from reconciler.encoding import canonical_json
 from reconciler.errors import ProviderError
 from reconciler.plan import ActionType, Plan
 from reconciler.refresh import Read
-from reconciler.state.base import ResourceRecord
 
-__all__ = ["FINDING_TYPES", "REPORT_FORMAT_VERSION", "DriftFinding", "DriftReport", "drift_report"]
+__all__ = ["FINDING_TYPES", "REPORT_FORMAT_VERSION", "DriftFinding", "DriftReport", "drift_report", "read_findings"]
 
 REPORT_FORMAT_VERSION = 1
 FINDING_TYPES = ("changed", "gone", "unreadable", "unapplied")
@@ -110,17 +109,10 @@ def _fingerprint(**what: Any) -> str:
     return hashlib.sha256(canonical_json(what).encode("utf-8")).hexdigest()
 
 
-def drift_report(
-    *, workspace: str, plan: Plan, records: Iterable[ResourceRecord], reads: Iterable[Read]
-) -> DriftReport:
-    """What differs: ``plan`` is the manifests against the state (its applied and reported actions are the
-    ``unapplied`` findings); ``reads`` the remote objects read back for ``records``, whose specs they are
-    compared with."""
-    specs = {record.address: record.spec for record in records}
-    reads = list(reads)
-    report = DriftReport(workspace=workspace, read=len(reads))
-    for read in reads:
-        report.findings.extend(_read_findings(read, specs[read.address]))
+def drift_report(*, workspace: str, plan: Plan, read: int, found: Iterable[DriftFinding]) -> DriftReport:
+    """What differs: ``found``, the findings of the ``read`` remote objects read back (``read_findings``), and
+    ``plan``, the manifests against the state, whose actions are the ``unapplied`` findings."""
+    report = DriftReport(workspace=workspace, read=read, findings=list(found))
     for action in plan.actions:
         if action.type is ActionType.NOOP:
             continue
@@ -136,6 +128,11 @@ def drift_report(
             )
         )
     return report
+
+
+def read_findings(reads: Iterable[Read], specs: Mapping[str, dict[str, Any]]) -> list[DriftFinding]:
+    """The findings of objects read back, each compared with the spec recorded for its address."""
+    return [finding for read in reads for finding in _read_findings(read, specs[read.address])]
 
 
 def _read_findings(read: Read, spec: dict[str, Any]) -> list[DriftFinding]:

@@ -9,22 +9,22 @@ with (``remote_diff`` finds nothing).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from reconciler.drift import remote_diff, suite_key
 from reconciler.errors import ProviderError
 from reconciler.providers.toloka import TolokaClient
-from reconciler.refresh import Discovery, Read, settle_matches, unreadable
+from reconciler.refresh import Discovery, ObjectRef, Read, settle_matches, unreadable
 from reconciler.resources import Resource
-from reconciler.state.base import ResourceRecord
 
 
-def read_suites(client: TolokaClient, records: Sequence[ResourceRecord]) -> Iterator[Read]:
-    """A read of each recorded suite, from one listing of each pool the records name."""
-    by_pool: dict[str, list[ResourceRecord]] = {}
+def read_suites(client: TolokaClient, records: Sequence[ObjectRef], pools: Mapping[str, str]) -> Iterator[Read]:
+    """A read of each recorded suite, from one listing of each pool the records name (``pools``: each
+    address's pool id, from the spec the state records)."""
+    by_pool: dict[str, list[ObjectRef]] = {}
     for record in records:
-        by_pool.setdefault(str(record.spec.get("pool_id")), []).append(record)
+        by_pool.setdefault(pools[record.address], []).append(record)
     for pool_id, mine in by_pool.items():
         wanted = {record.remote_id for record in mine}
         try:

@@ -61,6 +61,16 @@ async def patch_object(request: Request) -> Response:
         return _error(404, str(exc))
 
 
+async def archive_operation_log(request: Request) -> Response:
+    """Age an operation's log past the month Toloka keeps logs for, for tests of recovery without it."""
+    operation_id = request.path_params["id"]
+    try:
+        sandbox_of(request).world.toloka.archive_operation_log(operation_id)
+    except MissingObject as exc:
+        return _error(404, str(exc))
+    return json_response({"archived": operation_id})
+
+
 async def stats(request: Request) -> Response:
     return json_response(sandbox_of(request).stats.as_json())
 
@@ -128,6 +138,7 @@ routes = [
     Route("/_sandbox/reset", reset, methods=["POST"]),
     Route("/_sandbox/objects/{kind}/{id}", delete_object, methods=["DELETE"]),
     Route("/_sandbox/objects/{kind}/{id}", patch_object, methods=["PATCH"]),
+    Route("/_sandbox/operations/{id}/archive-log", archive_operation_log, methods=["POST"]),
     Route("/_sandbox/stats", stats, methods=["GET"]),
     Route("/_sandbox/faults", get_faults, methods=["GET"]),
     Route("/_sandbox/faults", put_faults, methods=["PUT"]),

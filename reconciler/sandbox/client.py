@@ -50,6 +50,9 @@ class SandboxAdmin:
         result: dict[str, Any] = self._call("PATCH", f"/objects/{kind}/{object_id}", json=fields)
         return result
 
+    def archive_operation_log(self, operation_id: str) -> None:
+        self._call("POST", f"/operations/{operation_id}/archive-log")
+
     def add_pool(self, pool_id: str, *, default_overlap: int | None = None, status: str = "CLOSED") -> dict[str, Any]:
         body = {"id": pool_id, "default_overlap": default_overlap, "status": status}
         result: dict[str, Any] = self._call("POST", "/pools", json=body)

@@ -21,6 +21,14 @@ class WorldError(Exception):
     """Base of what the world refuses; route modules turn these into each API's error answers."""
 
 
+class LogArchived(WorldError):
+    """The log of an operation older than Toloka keeps logs for (a month): the operation stays readable."""
+
+    def __init__(self, operation_id: str) -> None:
+        self.operation_id = operation_id
+        super().__init__(f"the log of operation {operation_id} is archived")
+
+
 class MissingObject(WorldError):
     def __init__(self, kind: str, key: object) -> None:
         self.kind = kind

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .ledger import MissingObject
+from .ledger import LogArchived, MissingObject
 from .limits import Limits
 from .responses import json_response, toloka_error
 from .runtime import sandbox_of
@@ -242,6 +242,9 @@ async def get_operation_log(request: Request) -> Response:
     operation_id = request.path_params["operation_id"]
     try:
         return json_response(_world(request).get_operation_log(operation_id))
+    except LogArchived:
+        message = f"The log of operation {operation_id} is archived: logs are kept for one month"
+        return toloka_error(request, 409, message, code="OPERATION_LOGS_ARCHIVED")
     except MissingObject:
         return toloka_error(request, 404, f"Operation {operation_id} does not exist")
 

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Iterator
 from typing import Any
 
-from .ledger import MissingObject
+from .ledger import LogArchived, MissingObject
 from .persistence import Row
 from .toloka_suites import SuiteOptions, toloka_time
 from .validation import FieldErrors
@@ -39,6 +39,7 @@ class Operations:
         self.records: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, list[dict[str, Any]]] = {}
+        self.archived: set[str] = set()
         self._due: list[tuple[float, int, str]] = []
 
     def load(self, records: dict[str, dict[str, Any]]) -> None:
@@ -141,7 +142,15 @@ class Operations:
     def log(self, op_id: str) -> list[dict[str, Any]]:
         if op_id not in self.records:
             raise MissingObject("operation", op_id)
+        if op_id in self.archived:
+            raise LogArchived(op_id)
         return self.logs.get(op_id, [])
+
+    def archive_log(self, op_id: str) -> None:
+        """Age a finished operation's log past the month Toloka keeps it (in memory: a restart brings it back)."""
+        if op_id not in self.records or op_id in self.jobs:
+            raise MissingObject("finished operation", op_id)
+        self.archived.add(op_id)
 
     def snapshot(self, now: float) -> list[dict[str, Any]]:
         return [self.view(op, now) for op in self.records.values()]

@@ -205,3 +205,8 @@ class TolokaWorld:
         with self._lock:
             self.catch_up(self.clock())
             return self.operations.log(op_id)
+
+    def archive_operation_log(self, op_id: str) -> None:
+        with self._lock:
+            self.catch_up(self.clock())
+            self.operations.archive_log(op_id)
