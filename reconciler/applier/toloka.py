@@ -22,6 +22,7 @@ and hands the addresses it still holds to one new batch.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from reconciler.applier.work import (
     batch_operation_id,
     pending_resources,
 )
+from reconciler.drift import remote_diff, suite_key
 from reconciler.encoding import content_hash
 from reconciler.errors import EndpointError, OutcomeUnknownError, PermanentProviderError, ProviderError
 from reconciler.plan import Action
@@ -53,6 +55,11 @@ from reconciler.providers.toloka import (
 from reconciler.state.base import Intent, Outcome, PendingResource, ResourceRecord, StateStore, Status
 
 INTENT_ACTION = "toloka_batch"
+#: Toloka's code for the log of an operation older than the month it keeps logs for.
+LOGS_ARCHIVED = "OPERATION_LOGS_ARCHIVED"
+#: How far a suite's ``created`` may lie outside its operation's run and still be taken as made by it: the
+#: times come from the same server, so this only covers their rounding.
+CLOCK_SLACK = dt.timedelta(seconds=2)
 #: Uploads at once, per provider: while Toloka acknowledges one batch the next is already on its way, so it
 #: is never left waiting for this process to start the next upload; more only compete for the same CPU.
 UPLOADS_AT_ONCE = 2
@@ -150,7 +157,7 @@ class TolokaModule:
             # Toloka may have acted (a 2xx we cannot read, an answer over its cap or late, a redirect). Read the
             # operation by its id; until it is read the intent stays open, and the next run reads it again (never
             # a new operation id). What made the outcome unknown stays in the message.
-            settled = self._collect(intent)
+            settled = self._collect(intent, members)
             if settled.unresolved:
                 settled.why = f"{err}; then {settled.why}"
             return settled
@@ -161,7 +168,7 @@ class TolokaModule:
             return Settlement(failed, resolved=True)
         except ProviderError as err:
             return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
-        return self._collect(intent)
+        return self._collect(intent, members)
 
     def _resolve(self, intent: Intent, members: list[PendingResource] | None) -> Settlement:
         try:
@@ -169,7 +176,7 @@ class TolokaModule:
         except ProviderError as err:
             return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
         if operation is not None:
-            return self._collect(intent)
+            return self._collect(intent, members)
         if members is None:
             why = "the recorded request no longer matches its intent; the state may be damaged"
             return Settlement(unresolved=intent.addresses, why=why)
@@ -183,7 +190,7 @@ class TolokaModule:
         except ProviderError as read_err:
             return Settlement(unresolved=intent.addresses, why=f"{read_err}; run apply again to resolve it")
         if accepted:
-            return self._collect(intent)
+            return self._collect(intent, members)
         sizes = [inputs_bound([m.spec]) for m in members]
         if len(members) == 1:
             error = (
@@ -203,18 +210,95 @@ class TolokaModule:
             return Settlement(resolved=True)
         return Settlement(unresolved=[m.address for m in members], why=TOO_LARGE_WHY, then=[self._call(members)])
 
-    def _collect(self, intent: Intent) -> Settlement:
-        """Wait for a sent batch's operation and read what its log says became of each suite."""
+    def _collect(self, intent: Intent, members: list[PendingResource] | None = None) -> Settlement:
+        """Wait for a sent batch's operation and read what its log says became of each suite; a log Toloka no
+        longer keeps (a month on) is made up for by recognising the suites by their content."""
         try:
             operation = self.client.wait_operation(intent.operation_id)
-            read = read_toloka_log(intent, operation, self.client.operation_log_json(intent.operation_id))
         except ProviderError as err:
             return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
+        try:
+            log = self.client.operation_log_json(intent.operation_id)
+        except ProviderError as err:
+            if err.code == LOGS_ARCHIVED and members is not None:
+                return self._recognise(intent, members, operation)
+            return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
+        read = read_toloka_log(intent, operation, log)
         why = (
             f"operation {intent.operation_id} ended {read.status} without saying what became of these suites; "
             "run apply again to re-read it"
         )
         return Settlement(read.outcomes, resolved=not read.missing, unresolved=read.missing, why=why)
+
+    def _recognise(self, intent: Intent, members: list[PendingResource], operation: Operation) -> Settlement:
+        """The suites the operation created, found in its pool by exactly the content sent, one to one. Toloka
+        keeps no id of ours on a suite, so content is all there is; a member with no such suite was not created
+        only if the operation's own count of created suites is already made up, else it stays unresolved."""
+        try:
+            found = recognise_suites(self.client, members, operation)
+        except ProviderError as err:
+            return Settlement(unresolved=intent.addresses, why=f"{err}; run apply again to resolve it")
+        outcomes = [Outcome(a, Status.CREATED, remote_id=suite["id"], remote=suite) for a, suite in found.items()]
+        rest = [m.address for m in members if m.address not in found]
+        created = operation.details.get("success_count")
+        if rest and isinstance(created, int) and not isinstance(created, bool) and created == len(found):
+            why = f"not created: operation {intent.operation_id} says it created {created} suites, all found"
+            outcomes += [Outcome(a, Status.FAILED, error=why) for a in rest]
+            rest = []
+        why = (
+            f"the log of operation {intent.operation_id} is archived (Toloka keeps logs for a month) and no single "
+            "suite of its pool holds exactly what was sent for these addresses; find each and record it with "
+            "`reconciler state import ADDRESS ID PATHS`"
+        )
+        return Settlement(outcomes, resolved=not rest, unresolved=rest, why=why)
+
+
+def recognise_suites(
+    client: TolokaClient, members: Sequence[PendingResource], operation: Operation
+) -> dict[str, dict[str, Any]]:
+    """Each member's suite among those of its pool made while the operation ran (all of them when it does not
+    say when), matched by ``remote_diff`` finding nothing; a member that matches several suites, or a suite
+    several members, is left out."""
+    window = _window(operation)
+    index: dict[str, list[PendingResource]] = {}
+    for member in members:
+        index.setdefault(suite_key(member.spec), []).append(member)
+    candidates: dict[str, list[dict[str, Any]]] = {m.address: [] for m in members}
+    claims: dict[str, int] = {}
+    pool_id = str(members[0].spec.get("pool_id"))
+    for suite in client.iter_pool_suites(pool_id):
+        if window is not None and not _made_within(suite, window):
+            continue
+        for member in index.get(suite_key(suite), ()):
+            if not remote_diff(member.kind, member.address, member.spec, suite):
+                candidates[member.address].append(suite)
+                claims[suite["id"]] = claims.get(suite["id"], 0) + 1
+    return {
+        address: found[0] for address, found in candidates.items() if len(found) == 1 and claims[found[0]["id"]] == 1
+    }
+
+
+def _moment(text: Any) -> dt.datetime | None:
+    """A Toloka time (UTC, no zone), or None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is None else moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _window(operation: Operation) -> tuple[dt.datetime, dt.datetime] | None:
+    began, ended = _moment(operation.submitted), _moment(operation.finished)
+    if began is None or ended is None:
+        return None
+    return began - CLOCK_SLACK, ended + CLOCK_SLACK
+
+
+def _made_within(suite: Mapping[str, Any], window: tuple[dt.datetime, dt.datetime]) -> bool:
+    made = _moment(suite.get("created"))
+    return made is None or window[0] <= made <= window[1]
 
 
 def _recorded(intent: Intent, records: Mapping[str, ResourceRecord]) -> bool:

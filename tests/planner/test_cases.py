@@ -6,7 +6,9 @@ A case folder holds:
 - ``state.json``: the recorded resources, a list of summaries (``address``, ``kind``, ``provider``, ``status``,
   ``remote_id``, ``operation_id``, ``attempt``), each with either its ``spec`` (hashed as the store hashes it,
   and what ``load_specs`` returns for it) or only a ``spec_hash`` (then the planner may not ask for its spec);
-- ``options.json`` (optional): ``targets`` and ``replace``, as ``--target`` and ``--replace`` give them;
+- ``options.json`` (optional): ``targets`` and ``replace``, as ``--target`` and ``--replace`` give them, and
+  ``remote``, what a refresh read (``gone``: addresses; ``drifted``: address to ``[path, sent, remote]``
+  triples; ``imports``: address to remote id);
 - ``expected.txt``: the plan as the stable text ``plan_text`` writes, or ``expected_error.txt``: the message
   of the ``PlanError`` the planner must raise instead.
 
@@ -27,7 +29,7 @@ from reconciler.encoding import content_hash
 from reconciler.errors import PlanError
 from reconciler.manifest import load
 from reconciler.plan import Action, ActionType, FieldChange, Plan, read_plan, write_plan
-from reconciler.planner import make_plan
+from reconciler.planner import RemoteFacts, make_plan
 from reconciler.state.base import ResourceSummary, Status
 
 CASES = Path(__file__).parent / "cases"
@@ -108,7 +110,15 @@ def test_case(name: str, tmp_path: Path) -> None:
     specs = {entry["address"]: entry["spec"] for entry in entries if "spec" in entry}
     options_file = case / "options.json"
     options = json.loads(options_file.read_text(encoding="utf-8")) if options_file.is_file() else {}
-    assert set(options) <= {"targets", "replace"}, f"{options_file}: only targets and replace are options"
+    assert set(options) <= {"targets", "replace", "remote"}, f"{options_file}: targets, replace and remote only"
+    remote = options.get("remote", {})
+    facts = RemoteFacts(
+        gone=frozenset(remote.get("gone", ())),
+        drifted={
+            a: tuple(FieldChange(p, "changed", x, y) for p, x, y in d) for a, d in remote.get("drifted", {}).items()
+        },
+        imports=remote.get("imports", {}),
+    )
 
     asked: list[str] = []
 
@@ -130,6 +140,7 @@ def test_case(name: str, tmp_path: Path) -> None:
             manifest_digest=desired.digest,
             targets=options.get("targets", ()),
             replace=options.get("replace", ()),
+            remote=facts if remote else None,
         )
     except PlanError as err:
         if not error_file.is_file():
@@ -141,7 +152,7 @@ def test_case(name: str, tmp_path: Path) -> None:
 
     _same_text(plan_text(plan), expected_file)
 
-    changed = [a.address for a in plan.of_type(ActionType.CHANGE)]
+    changed = [a.address for a in plan.of_type(ActionType.CHANGE) if a.address not in facts.drifted]
     assert sorted(asked) == sorted(changed), f"recorded specs were read for {asked}, the changed ones are {changed}"
 
     assert (plan.lineage, plan.serial, plan.workspace, plan.manifest_digest) == (
