@@ -1,7 +1,8 @@
 """The command line: parse, call the library (``reconciler.workflows``), render. No business logic lives here.
 
 ``options`` holds what every command shares (and ``guarded``, the one place errors are rendered); ``commands``
-the commands that plan and apply; ``state`` the ``state`` group.
+the commands that validate and plan; ``apply`` the one that creates; ``drift`` the one that reads the remote
+back for cron jobs; ``state`` the ``state`` group.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 import click
 
 from reconciler.cli import commands
+from reconciler.cli.apply import apply
 from reconciler.cli.drift import drift
 from reconciler.cli.options import exit_closed_pipe, group_options
 from reconciler.cli.state import state
@@ -51,7 +53,7 @@ def cli() -> None:
     """
 
 
-for command in (commands.validate, commands.plan, commands.show, commands.apply, drift, commands.schema, state):
+for command in (commands.validate, commands.plan, commands.show, apply, drift, commands.schema, state):
     cli.add_command(command)
 
 
