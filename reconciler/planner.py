@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.encoding import content_hash
 from reconciler.errors import PlanError
 from reconciler.plan import Action, ActionType, FieldChange, Plan
 from reconciler.resources import ProviderConfig, Resource, kind_of_address
@@ -53,7 +54,7 @@ def make_plan(
         found.explain_changes(recorded_by_address, load_specs)
     # Every unchanged or changed resource is a recorded one that is still in the manifests; when they make up
     # the whole state, nothing recorded has gone from the manifests and the pass below would find nothing.
-    if len(recorded_by_address) > found.noop + len(found.changed):
+    if found.claimed or len(recorded_by_address) > found.noop + len(found.changed):
         with cycle_collection_paused():
             found.sort_undesired(desired, recorded_by_address)
     return Plan(
@@ -62,7 +63,7 @@ def make_plan(
         workspace=workspace,
         manifest_digest=manifest_digest,
         actions=(*found.resolves, *found.imports, *found.creates, *found.replaces, *found.changes, *found.orphans),
-        noop_count=found.noop,
+        noop_count=found.noop + found.split_noop,
         providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
         created_at=created_at,
     )
@@ -113,6 +114,9 @@ class _Found:
     orphans: list[Action] = field(default_factory=list)
     changed: list[Resource] = field(default_factory=list)
     noop: int = 0
+    #: No-ops found by splitting grown suites, and the addresses of their pieces (recorded, not in the manifests).
+    split_noop: int = 0
+    claimed: set[str] = field(default_factory=set)
 
     def sort_desired(
         self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary], to_replace: _Selector
@@ -188,9 +192,19 @@ class _Found:
         self.noop += noop
 
     def explain_changes(self, recorded: Mapping[str, ResourceSummary], load_specs: LoadSpecs) -> None:
-        """Only the few changed resources pay for loading their recorded specs and for deepdiff."""
-        before = load_specs([r.address for r in self.changed])
-        for resource in self.changed:
+        """Only the few changed resources pay for loading their recorded specs and for deepdiff. A suite that
+        only grew (rows appended to its set) is kept as created, its new rows planned as a suite of their own."""
+        before = dict(load_specs([r.address for r in self.changed]))
+
+        def load_more(addresses: list[str]) -> Mapping[str, dict[str, Any]]:
+            before.update(load_specs(addresses))
+            return before
+
+        for resource in self.changed:  # a split may append the piece it could not keep: it is explained here too
+            recorded_spec = before.get(resource.address, {})
+            if resource.row_keys and _grown(recorded_spec, resource.spec):
+                self._split(resource, recorded_spec, recorded, load_more)
+                continue
             rec = recorded[resource.address]
             self.changes.append(
                 _from_resource(
@@ -200,14 +214,43 @@ class _Found:
                     f"{resource.address} to create a new object",
                     remote_id=rec.remote_id,
                     attempt=rec.attempt,
-                    diff=explain(before.get(resource.address, {}), resource.spec),
+                    diff=explain(recorded_spec, resource.spec),
                 )
             )
 
+    def _split(
+        self,
+        resource: Resource,
+        recorded_spec: dict[str, Any],
+        recorded: Mapping[str, ResourceSummary],
+        load_specs: LoadSpecs,
+    ) -> None:
+        """Keep each created piece of a grown suite as it is; the rows after it form the next piece, named by
+        its first row, until a piece is not recorded (a create) or is recorded as it is (a no-op)."""
+        while True:
+            self.split_noop += 1
+            kept = len(recorded_spec["tasks"])
+            rest = _piece(resource, kept)
+            self.claimed.add(rest.address)
+            rec = recorded.get(rest.address)
+            if rec is None:
+                reason = f"rows appended after the created suite {resource.address}: a new suite of its own"
+                self.creates.append(_from_resource(ActionType.CREATE, rest, reason))
+                return
+            if rec.spec_hash == rest.spec_hash:
+                self.split_noop += 1
+                return
+            recorded_spec = load_specs([rest.address]).get(rest.address, {})
+            if not _grown(recorded_spec, rest.spec):
+                self.changed.append(rest)  # explained with the rest: the loop over ``changed`` reaches it
+                return
+            resource = rest
+
     def sort_undesired(self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary]) -> None:
         """Recorded resources gone from the manifests: an open intent is still resolved, the rest are orphans."""
+        claimed = self.claimed
         for address, rec in recorded.items():
-            if address in desired:
+            if address in desired or address in claimed:
                 continue
             if rec.status is Status.PENDING:
                 self.resolves.append(_resolve(rec))
@@ -320,6 +363,32 @@ def _from_resource(
         remote_id,
         None,
         diff,
+    )
+
+
+def _grown(recorded_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` is ``recorded_spec`` with tasks appended and nothing else changed."""
+    before, after = recorded_spec.get("tasks"), spec.get("tasks")
+    if not isinstance(before, list) or not isinstance(after, list) or not 0 < len(before) < len(after):
+        return False
+    same_rest = {k: v for k, v in recorded_spec.items() if k != "tasks"} == {
+        k: v for k, v in spec.items() if k != "tasks"
+    }
+    return same_rest and after[: len(before)] == before
+
+
+def _piece(resource: Resource, start: int) -> Resource:
+    """The part of a set's suite from its ``start``-th row on, named by that row's key."""
+    spec = {**resource.spec, "tasks": resource.spec["tasks"][start:]}
+    prefix = resource.address[: -len(resource.address.rsplit("/", 1)[1])]
+    return Resource(
+        prefix + resource.row_keys[start],
+        resource.kind,
+        resource.provider,
+        spec,
+        content_hash(spec),
+        resource.source,
+        resource.row_keys[start:],
     )
 
 

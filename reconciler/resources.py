@@ -34,7 +34,11 @@ class SourceRef:
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """A desired remote object. ``spec`` is exactly what will be sent (for suites: plus ``options``)."""
+    """A desired remote object. ``spec`` is exactly what will be sent (for suites: plus ``options``).
+
+    ``row_keys``: for a suite of several data rows (``tasks_per_suite``), the key of each task's row, so that
+    a suite that grew when rows were appended can keep the rows it was created with and put the new ones in
+    a suite of their own, named by its first row (``planner``)."""
 
     address: str
     kind: str
@@ -42,6 +46,7 @@ class Resource:
     spec: dict[str, Any]
     spec_hash: str
     source: SourceRef
+    row_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,10 @@ Rules a data file must follow, each broken one reported as a ``Problem`` with th
   problem at the header, with the columns there are; one that no JSONL row has is one problem too (a misspelt
   name, not a thousand bad rows); one that only some rows lack is a problem per row.
 - Suites are ``tasks_per_suite`` consecutive rows (default 1, named by the first row's key) or the rows
-  sharing a ``group_by`` value (named by that value, in order of first appearance). Appending rows therefore
-  only adds suites, except that a trailing suite with fewer than ``tasks_per_suite`` rows grows.
+  sharing a ``group_by`` value (named by that value, in order of first appearance). A suite of several rows
+  keeps its rows' keys (``Resource.row_keys``): when appended rows make a created trailing suite grow, the
+  planner keeps the suite as created and puts the new rows in a suite of their own, so appending rows only
+  ever adds suites.
 - A suite's key becomes part of its address ``TaskSuiteSet/<set>/<key>``: no ``/``, no whitespace, not empty.
 - A JSONL value no later step could hash or send is a problem of its row (``values``): NaN or Infinity, an
   integer of more than 4,300 digits, a lone surrogate, nesting deeper than 64 levels. CSV and TSV cells are
@@ -172,8 +174,9 @@ def generate_suites(
     else:
         rows = read_rows(data, fmt, report, _named_columns(spec))
         groups = _group(spec, rows, checker) if spec.group_by else _chunk(spec, rows, checker)
-        for key, tasks, lines in groups:
-            resource = factory.build(key, tasks, lines)
+        chunked = not spec.group_by and (spec.tasks_per_suite or 1) > 1
+        for key, tasks, lines, keys in groups:
+            resource = factory.build(key, tasks, lines, tuple(keys) if chunked else ())
             out.suites[resource.address] = resource
     checker.finish(keyed=bool(out.suites))
     report.finish()
@@ -251,7 +254,8 @@ def _checked_key(
 # --- rows to suites -----------------------------------------------------------------------------------------
 
 
-_Group = tuple[str, list[dict[str, Any]], list[int]]
+#: A suite in the making: its key, its tasks, their lines, and their rows' keys.
+_Group = tuple[str, list[dict[str, Any]], list[int], list[str]]
 
 
 class _Rows:
@@ -380,10 +384,11 @@ def _chunk(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], c
             continue
         key, task = made
         if current is None or len(current[1]) >= size:
-            current = (key, [], [])
+            current = (key, [], [], [])
             groups.append(current)
         current[1].append(task)
         current[2].append(line)
+        current[3].append(key)
     return groups
 
 
@@ -401,9 +406,10 @@ def _group(spec: TaskSuiteSetSpec, rows: Iterator[tuple[int, dict[str, Any]]], c
         if group is None:
             if not _key_ok(value, checker.report, line, what=f"{column} value"):
                 continue
-            group = groups[value] = (value, [], [])
+            group = groups[value] = (value, [], [], [])
         group[1].append(made[1])
         group[2].append(line)
+        group[3].append(made[0])
     return list(groups.values())
 
 
@@ -423,8 +429,10 @@ class _SuiteFactory:
         self.options = spec.options.model_dump()
         self.hasher = SpecHasher({**self.base, "options": self.options})
 
-    def build(self, key: str, tasks: list[dict[str, Any]], lines: list[int]) -> Resource:
+    def build(
+        self, key: str, tasks: list[dict[str, Any]], lines: list[int], row_keys: tuple[str, ...] = ()
+    ) -> Resource:
         spec = {**self.base, "tasks": tasks, "options": self.options}
         digest = self.hasher(tasks)
         source = SourceRef(self.display, lines[0])
-        return Resource(self.address_prefix + key, TASK_SUITE_SET, self.provider, spec, digest, source)
+        return Resource(self.address_prefix + key, TASK_SUITE_SET, self.provider, spec, digest, source, row_keys)

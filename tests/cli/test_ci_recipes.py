@@ -31,6 +31,7 @@ WRAPPER = CI / "cron" / "reconciler-drift"
 CRONTAB = CI / "cron" / "crontab"
 GITHUB_DRIFT = CI / "github-actions-drift.yml"
 GITLAB_POSTGRES = CI / "gitlab-ci-postgres.yml"
+GITHUB_POSTGRES = CI / "github-actions-postgres.yml"
 
 _GITLAB_KEYWORDS = {"default", "include", "stages", "variables", "workflow", "image", "services", "cache"}
 #: `reconciler` where a shell runs it: at the start of a command, not inside a message.
@@ -223,8 +224,11 @@ def test_the_recipes_use_the_commands_they_promise() -> None:
 
 def _fake_bin(tmp_path: Path) -> Path:
     """A `reconciler` that logs its arguments; `state pull` exits FAKE_PULL, `drift` prints a report with the
-    fingerprint FAKE_FP and exits FAKE_DRIFT. A `gh` that logs, and answers `issue list` with FAKE_ISSUE and the
-    issue's own body with FAKE_BODY."""
+    fingerprint FAKE_FP and exits FAKE_DRIFT, `apply` exits FAKE_APPLY (on 1 refusing the plan as stale, before
+    writing any event). A `gh` that logs, and answers `issue list` with FAKE_ISSUE and the issue's own body with
+    FAKE_BODY; the pull requests of a commit with FAKE_PR ("NUMBER HEAD_SHA", as the recipe's --jq prints them),
+    `run list` with FAKE_RUN (a run id), and `run download -n NAME` with a plan.json only if NAME is
+    FAKE_ARTIFACT."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "reconciler").write_text(
@@ -239,6 +243,13 @@ if [ "$1" = drift ]; then
   esac
   exit "${FAKE_DRIFT:-0}"
 fi
+if [ "$1" = apply ]; then
+  case "${FAKE_APPLY:-0}" in
+    0) echo '{"event": "summary"}' ;;
+    1) echo "Error: plan.json is stale: it was made against state serial 3, and the state is now at serial 4" >&2 ;;
+  esac
+  exit "${FAKE_APPLY:-0}"
+fi
 case " $* " in *" --format markdown "*) echo "| plan |" ;; esac
 exit 0
 """,
@@ -249,7 +260,17 @@ exit 0
 echo "gh $*" >> "$FAKE_LOG"
 case "$1 $2" in
   "issue list") [ -n "${FAKE_ISSUE:-}" ] && echo "$FAKE_ISSUE" ;;
+  "api repos/"*/commits/*/pulls) [ -n "${FAKE_PR:-}" ] && echo "$FAKE_PR" ;;
   "api repos/"*) printf '%s\\n' "${FAKE_BODY:-}" ;;
+  "run list") [ -n "${FAKE_RUN:-}" ] && echo "$FAKE_RUN" ;;
+  "run download")
+    while [ "$#" -gt 0 ] && [ "$1" != -n ]; do shift; done
+    if [ -n "${FAKE_ARTIFACT:-}" ] && [ "${2:-}" = "$FAKE_ARTIFACT" ]; then
+      echo '{"format_version": 2, "lineage": "l"}' > plan.json
+    else
+      echo "no artifact matches any of the names or patterns provided" >&2
+      exit 1
+    fi ;;
 esac
 exit 0
 """,
@@ -411,6 +432,115 @@ def test_the_gitlab_drift_job_fails_only_on_an_error(status: int, fails: bool, t
     done = _bash(script, tmp_path, _env(tmp_path, FAKE_DRIFT=str(status), FAKE_FP="f1"))
     assert (done.returncode != 0) is fails, done.stderr
     assert (tmp_path / "drift.json").exists()
+
+
+# --- 5b. GitHub: a merge applies exactly the plan reviewed on its pull request, or nothing --------------------
+
+MERGED, HEAD = "a" * 40, "b" * 40  # the commit pushed to main, and the head of the pull request it merged
+REVIEWED = f"plan-{HEAD}"
+
+
+def _bootstrap_only(step: dict[str, Any]) -> bool:
+    return str(step.get("if", "")).replace(" ", "") == "inputs.bootstrap==true"
+
+
+def _github_applies() -> list[tuple[dict[str, Any], list[str]]]:
+    steps = _load(GITHUB_POSTGRES)["jobs"]["apply"]["steps"]
+    return [(step, words) for step in steps if "run" in step for words in _commands(step["run"]) if words[0] == "apply"]
+
+
+def _reviewed_plan_step() -> dict[str, Any]:
+    steps = [step for step, _ in _github_applies() if not _bootstrap_only(step)]
+    assert len(steps) == 1, "one step applies outside the bootstrap"
+    return steps[0]
+
+
+def test_the_github_plan_is_kept_under_the_name_of_the_pull_requests_head_commit() -> None:
+    steps = _load(GITHUB_POSTGRES)["jobs"]["plan"]["steps"]
+    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert [u["with"]["name"] for u in uploads] == ["plan-${{ github.event.pull_request.head.sha }}"]
+    assert uploads[0]["with"]["path"] == "plan.json"
+    assert any("reconciler show plan.json --format markdown" in s.get("run", "") for s in steps)
+
+
+def test_the_github_merge_applies_the_reviewed_plan_and_manifests_only_on_the_bootstrap() -> None:
+    job = _load(GITHUB_POSTGRES)["jobs"]["apply"]
+    assert job["permissions"] == {"contents": "read", "actions": "read", "pull-requests": "read"}
+    reviewed = [words for step, words in _github_applies() if not _bootstrap_only(step)]
+    assert reviewed and all(words[1:2] == ["plan.json"] for words in reviewed), reviewed
+    assert all({"--auto-approve", "--lock-timeout"} <= set(words) for words in reviewed)
+    bootstrap = [words for step, words in _github_applies() if _bootstrap_only(step)]
+    assert [words[1] for words in bootstrap] == ["manifests/"]
+    step = _reviewed_plan_step()
+    assert step["if"] == "inputs.bootstrap != true"
+    assert step["env"]["GH_TOKEN"] == "${{ github.token }}" and step["env"]["SHA"] == "${{ github.sha }}"
+    names = [s.get("name", "") for s in job["steps"]]
+    check = names.index("Check that the state exists (fails closed)")
+    assert all(check < job["steps"].index(s) for s, _ in _github_applies()), "an apply runs before the state check"
+
+
+def _reviewed_apply(tmp_path: Path, **fakes: str) -> subprocess.CompletedProcess[str]:
+    """The apply step as GitHub runs it (bash -eo pipefail), on a push of MERGED, with a fake `gh`."""
+    step = _reviewed_plan_step()
+    env = {
+        **_step_env(step),
+        "GH_REPO": "o/r",
+        "SHA": MERGED,
+        "WORKFLOW_REF": "o/r/.github/workflows/reconcile.yml@refs/heads/main",
+        **fakes,
+    }
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_github_merge_applies_the_plan_artifact_of_the_merged_pull_request(tmp_path: Path) -> None:
+    done = _reviewed_apply(tmp_path, FAKE_PR=f"12 {HEAD}", FAKE_RUN="4242", FAKE_ARTIFACT=REVIEWED)
+    assert done.returncode == 0, done.stderr
+    log = _log(tmp_path).splitlines()
+    assert f"gh api repos/o/r/commits/{MERGED}/pulls" in log[0]
+    assert any(c.startswith("gh run list --workflow reconcile.yml") and f"--commit {HEAD}" in c for c in log), log
+    assert f"gh run download 4242 -n {REVIEWED}" in log
+    assert [c for c in log if c.startswith("reconciler")] == [
+        "reconciler apply plan.json --auto-approve --lock-timeout 10m --json"
+    ]
+    assert (tmp_path / "apply.jsonl").read_text(encoding="utf-8").strip()
+
+
+@pytest.mark.parametrize(
+    "fakes, says",
+    [
+        ({}, ["No pull request was merged as", "through a pull request", "bootstrap"]),
+        ({"FAKE_PR": f"12 {HEAD}"}, [f"No plan artifact {REVIEWED}", "re-run the plan job on the"]),
+        ({"FAKE_PR": f"12 {HEAD}", "FAKE_RUN": "4242"}, [f"No plan artifact {REVIEWED}", "or expired"]),
+        ({"FAKE_PR": f"12 {HEAD}", "FAKE_RUN": "4242", "FAKE_ARTIFACT": f"plan-{MERGED}"}, ["No plan artifact"]),
+    ],
+    ids=["direct push", "no successful plan run", "no artifact", "another commit's artifact"],
+)
+def test_the_github_merge_applies_nothing_without_a_reviewed_plan(
+    fakes: dict[str, str], says: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "plan.json").write_text('{"format_version": 2, "lineage": "left over"}', encoding="utf-8")
+    done = _reviewed_apply(tmp_path, **fakes)
+    assert done.returncode == 1, done.stderr
+    assert all(words in done.stderr for words in says), done.stderr
+    assert "reconciler" not in _log(tmp_path), "reconciler ran without the reviewed plan"
+    assert ("gh run download" in _log(tmp_path)) is ("FAKE_RUN" in fakes)
+
+
+def test_the_github_merge_stops_on_a_stale_plan_and_never_plans_afresh(tmp_path: Path) -> None:
+    done = _reviewed_apply(tmp_path, FAKE_PR=f"12 {HEAD}", FAKE_RUN="4242", FAKE_ARTIFACT=REVIEWED, FAKE_APPLY="1")
+    assert done.returncode == 1
+    assert "is stale" in done.stderr
+    assert "re-run the plan job on the pull request, or open a new one" in done.stderr
+    assert [c for c in _log(tmp_path).splitlines() if c.startswith("reconciler")] == [
+        "reconciler apply plan.json --auto-approve --lock-timeout 10m --json"
+    ]
 
 
 # --- 6. The cron wrapper ------------------------------------------------------------------------------------
