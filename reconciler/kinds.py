@@ -45,6 +45,16 @@ DEFAULT_OPERATION_TIMEOUT = 600.0
 MAX_OPERATION_TIMEOUT = 86400.0
 
 #: Which provider type serves each resource kind.
+#: The fields of each kind's spec that its API changes in place: PerfTest's ``PUT`` takes the whole task body
+#: but cannot move it to another test project; Toloka's ``PATCH`` of a suite takes only these three (and the
+#: ``options`` are query parameters of a request, not fields of the suite). A change of any other field needs
+#: a new object (a replacement).
+IN_PLACE_FIELDS: dict[str, frozenset[str]] = {
+    PERFTEST_TASK: frozenset({"name", "parallel", "enable_full_link", "operate_mode", "case_id_list"}),
+    TASK_SUITE: frozenset({"overlap", "infinite_overlap", "issuing_order_override", "options"}),
+    TASK_SUITE_SET: frozenset({"overlap", "infinite_overlap", "issuing_order_override", "options"}),
+}
+
 PROVIDER_TYPE_OF_KIND = {PERFTEST_TASK: "perftest", TASK_SUITE: "toloka", TASK_SUITE_SET: "toloka"}
 PROVIDER_KIND_OF_TYPE = {"perftest": PERFTEST_PROVIDER, "toloka": TOLOKA_PROVIDER}
 

@@ -32,6 +32,7 @@ MAX_PLAN_FILE_BYTES = 512 * 1024 * 1024
 
 class ActionType(StrEnum):
     CREATE = "create"
+    UPDATE = "update"
     CHANGE = "change"
     REPLACE = "replace"
     ORPHAN = "orphan"
@@ -46,6 +47,7 @@ class ActionType(StrEnum):
 
 _SIGNS = {
     ActionType.CREATE: "+",
+    ActionType.UPDATE: "~",
     ActionType.CHANGE: "~",
     ActionType.REPLACE: "-/+",
     ActionType.ORPHAN: "!",
@@ -60,13 +62,14 @@ ACTION_ORDER = (
     ActionType.IMPORT,
     ActionType.CREATE,
     ActionType.REPLACE,
+    ActionType.UPDATE,
     ActionType.CHANGE,
     ActionType.ORPHAN,
     ActionType.NOOP,
 )
 
 #: What apply acts on; the rest of a plan is reported, not done.
-APPLIED_TYPES = (ActionType.RESOLVE, ActionType.IMPORT, ActionType.CREATE, ActionType.REPLACE)
+APPLIED_TYPES = (ActionType.RESOLVE, ActionType.IMPORT, ActionType.CREATE, ActionType.REPLACE, ActionType.UPDATE)
 
 
 @dataclass(frozen=True, slots=True)

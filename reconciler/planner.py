@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.encoding import content_hash
 from reconciler.errors import PlanError
+from reconciler.kinds import IN_PLACE_FIELDS, PERFTEST_TASK
 from reconciler.plan import Action, ActionType, FieldChange, Plan
 from reconciler.resources import ProviderConfig, Resource, kind_of_address
 from reconciler.speedups import cycle_collection_paused
@@ -176,17 +177,7 @@ class _Found:
             elif rec.spec_hash != resource.spec_hash:
                 self.changed.append(resource)
             elif drifted and address in drifted:
-                self.changes.append(
-                    _from_resource(
-                        ActionType.CHANGE,
-                        resource,
-                        "changed remotely behind the tool's back (read by refresh); create-only API: use --replace "
-                        f"{address} to create a new object as the manifest says",
-                        remote_id=rec.remote_id,
-                        attempt=rec.attempt,
-                        diff=drifted[address],
-                    )
-                )
+                self.changes.append(_put_back(resource, rec, drifted[address]))
             else:
                 noop += 1
         self.noop += noop
@@ -206,15 +197,24 @@ class _Found:
                 self._split(resource, recorded_spec, recorded, load_more)
                 continue
             rec = recorded[resource.address]
+            fixed = _not_in_place(resource.kind, recorded_spec, resource.spec)
+            if fixed:
+                action_type, reason = (
+                    ActionType.CHANGE,
+                    f"{', '.join(fixed)} cannot be changed in place; use --replace {resource.address} to create "
+                    "a new object",
+                )
+            else:
+                action_type, reason = ActionType.UPDATE, "the manifest changed fields the API changes in place"
             self.changes.append(
                 _from_resource(
-                    ActionType.CHANGE,
+                    action_type,
                     resource,
-                    f"the manifest differs from what was created; create-only API: use --replace "
-                    f"{resource.address} to create a new object",
+                    reason,
                     remote_id=rec.remote_id,
                     attempt=rec.attempt,
                     diff=explain(recorded_spec, resource.spec),
+                    operation_id=rec.operation_id,
                 )
             )
 
@@ -350,7 +350,10 @@ def _from_resource(
     attempt: int = 0,
     remote_id: str | None = None,
     diff: tuple[FieldChange, ...] = (),
+    operation_id: str | None = None,
 ) -> Action:
+    """``operation_id``: of an update, the intent that last wrote the resource (its update's id is made from
+    it, so that an update back to an earlier spec never reuses an id)."""
     return Action(
         action_type,
         resource.address,
@@ -361,8 +364,48 @@ def _from_resource(
         resource.spec_hash,
         attempt,
         remote_id,
-        None,
+        operation_id,
         diff,
+    )
+
+
+def _not_in_place(kind: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The top-level fields that differ and that the kind's API cannot change in place (sorted); an overlap
+    dropped from a suite (left to the pool's default) is one of them, as no PATCH says "the pool's default"."""
+    allowed = IN_PLACE_FIELDS.get(kind, frozenset())
+    changed = sorted(k for k in {*before, *after} if before.get(k, _MISSING) != after.get(k, _MISSING))
+    fixed = [k for k in changed if k not in allowed]
+    if "overlap" in changed and "overlap" not in after and kind != PERFTEST_TASK:
+        fixed.append("overlap")
+    return fixed
+
+
+_MISSING = object()
+
+
+def _put_back(resource: Resource, rec: ResourceSummary, drifted: tuple[FieldChange, ...]) -> Action:
+    """A remote change of a field the API changes in place is put back with an update; any other is refused
+    as a change the manifest cannot put back without a new object."""
+    top = sorted({change.path.split(".", 1)[0] for change in drifted})
+    allowed = IN_PLACE_FIELDS.get(resource.kind, frozenset())
+    fixed = [field for field in top if field not in allowed]
+    if fixed:
+        reason = (
+            f"changed remotely behind the tool's back (read by refresh): {', '.join(fixed)} cannot be put back in "
+            f"place; use --replace {resource.address} to create a new object as the manifest says"
+        )
+        action_type = ActionType.CHANGE
+    else:
+        reason = "changed remotely behind the tool's back (read by refresh): put back in place"
+        action_type = ActionType.UPDATE
+    return _from_resource(
+        action_type,
+        resource,
+        reason,
+        remote_id=rec.remote_id,
+        attempt=rec.attempt,
+        diff=drifted,
+        operation_id=rec.operation_id,
     )
 
 

@@ -34,6 +34,7 @@ _PROGRESS_EVENTS = frozenset({"created", "failed", "unresolved"})
 
 _COLOURS = {
     ActionType.CREATE: "green",
+    ActionType.UPDATE: "yellow",
     ActionType.CHANGE: "yellow",
     ActionType.REPLACE: "magenta",
     ActionType.ORPHAN: "red",
@@ -45,6 +46,7 @@ _COLOURS = {
 _VERBS = {
     ActionType.CREATE: "to create",
     ActionType.REPLACE: "to replace",
+    ActionType.UPDATE: "to update in place",
     ActionType.CHANGE: "changed (refused without --replace)",
     ActionType.ORPHAN: "orphaned",
     ActionType.RESOLVE: "to resolve",
@@ -190,7 +192,7 @@ def summary_line(plan: Plan) -> str:
         f"{counts['replace']} to replace",
         f"{counts['change']} changed (refused without --replace)",
     ]
-    for optional in (ActionType.RESOLVE, ActionType.IMPORT, ActionType.ORPHAN):
+    for optional in (ActionType.UPDATE, ActionType.RESOLVE, ActionType.IMPORT, ActionType.ORPHAN):
         if counts[optional.value]:
             parts.append(f"{counts[optional.value]} {_VERBS[optional]}")
     parts.append(f"{counts['noop']} unchanged")

@@ -45,6 +45,7 @@ _HEADINGS = {
     ActionType.IMPORT: "<= to import (found remotely by refresh)",
     ActionType.CREATE: "+ to create",
     ActionType.REPLACE: "-/+ to replace",
+    ActionType.UPDATE: "~ to update in place",
     ActionType.CHANGE: "~ changed (refused without --replace)",
     ActionType.ORPHAN: "! orphaned (in the state, not in the manifests)",
 }
@@ -53,6 +54,7 @@ _ROW_NAMES = {
     ActionType.IMPORT: "`<=` import",
     ActionType.CREATE: "`+` create",
     ActionType.REPLACE: "`-/+` replace",
+    ActionType.UPDATE: "`~` update in place",
     ActionType.CHANGE: "`~` changed (refused without `--replace`)",
     ActionType.ORPHAN: "`!` orphaned",
 }

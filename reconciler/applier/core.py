@@ -45,6 +45,8 @@ class ProviderModule(Protocol):
 
     def creations(self, actions: list[Action]) -> Iterator[Call | NotSent]: ...
 
+    def updates(self, actions: list[Action]) -> Iterator[Call | NotSent]: ...
+
     def resolution(self, intent: Intent) -> Call: ...
 
 
@@ -96,10 +98,15 @@ class Applier:
         """Resolve what earlier runs left open, then create what the plan says is missing."""
         self._run_calls(self._resolutions())
         creates = plan.of_type(ActionType.CREATE, ActionType.REPLACE)
+        updates = plan.of_type(ActionType.UPDATE)
         if self._result.stopped_by is None:
-            self._run_calls(self._creations(creates))
+            self._run_calls(self._by_provider(creates, "creations"))
         else:
             self._result.skipped += len(creates)
+        if self._result.stopped_by is None and not self.stop.is_set():
+            self._run_calls(self._by_provider(updates, "updates"))
+        else:
+            self._result.skipped += len(updates)
         self._result.interrupted = self.stop.is_set() and self._result.stopped_by is None
         return self._result
 
@@ -110,7 +117,8 @@ class Applier:
             self._emit(ApplyEvent(EventType.RESOLVING, operation_id=intent.operation_id, size=len(intent.addresses)))
             yield self._module(intent.provider).resolution(intent)
 
-    def _creations(self, actions: Sequence[Action]) -> Iterator[Call | NotSent]:
+    def _by_provider(self, actions: Sequence[Action], calls: str) -> Iterator[Call | NotSent]:
+        """The calls of ``actions``, made by each provider's module (its ``creations`` or ``updates``)."""
         by_provider: dict[str, list[Action]] = {}
         for action in actions:
             group = by_provider.get(action.provider)
@@ -118,7 +126,7 @@ class Applier:
                 group = by_provider[action.provider] = []
             group.append(action)
         for provider, group in by_provider.items():
-            yield from self._module(provider).creations(group)
+            yield from getattr(self._module(provider), calls)(group)
 
     def _module(self, provider: str) -> ProviderModule:
         try:
@@ -213,7 +221,10 @@ class Applier:
         if settlement.then and not self.stop.is_set():
             return self._hand_over(call, settlement.then)
         if settlement.outcomes or settlement.resolved:
-            self._record(op, settlement.outcomes, resolved=settlement.resolved)
+            self._record(op, settlement.outcomes, resolved=settlement.resolved, updated=settlement.updated)
+        for address, why in settlement.refused:
+            self._result.failed.append((address, why))
+            self._emit(ApplyEvent(EventType.FAILED, address, op, message=why))
         if settlement.adopted is not None:
             self._result.adopted += 1
             self._emit(ApplyEvent(EventType.ADOPTED, call.intent.addresses[0], op, settlement.adopted))
@@ -236,12 +247,17 @@ class Applier:
         self._record(call.intent.operation_id, [], resolved=True)
         return [dataclasses.replace(successor, resources=None) for successor in successors]
 
-    def _record(self, operation_id: str, outcomes: Sequence[Outcome], *, resolved: bool) -> None:
+    def _record(self, operation_id: str, outcomes: Sequence[Outcome], *, resolved: bool, updated: bool = False) -> None:
         failpoints.hit("after_send")
         self.store.record_outcomes(operation_id=operation_id, outcomes=outcomes, resolved=resolved)
         failpoints.hit("after_outcome")
         created = [o for o in outcomes if o.status is Status.CREATED]
         failed = [o for o in outcomes if o.status is Status.FAILED]
+        if updated:
+            self._result.updated += len(created)
+            for outcome in created:
+                self._emit(ApplyEvent(EventType.UPDATED, outcome.address, operation_id, outcome.remote_id))
+            created = []
         self._result.created += len(created)
         self._result.failed.extend((o.address, o.error or "failed") for o in failed)
         if self.each_created:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from reconciler.applier.events import ApplyEvent, EventType
-from reconciler.applier.work import Call, NotSent, Settlement, operation_id, pending_resources
+from reconciler.applier.work import Call, NotSent, Settlement, operation_id, pending_resources, update_call
 from reconciler.errors import (
     AmbiguousAdoptionError,
     OutcomeUnknownError,
@@ -34,6 +34,7 @@ from reconciler.providers.perftest import PerfTestClient
 from reconciler.state.base import Intent, Outcome, StateStore, Status
 
 INTENT_ACTION = "perftest_create"
+UPDATE_ACTION = "perftest_update"
 #: Sends of one create whose outcome stayed unknown each time, before it is left for the next run.
 RESENDS = 3
 #: Seconds between the two listings that must both miss a task before it is resent (a listing may lag).
@@ -93,7 +94,16 @@ class PerfTestModule:
             )
             yield Call(intent, pending_resources([action]), functools.partial(self._create, intent, warnings))
 
+    def updates(self, actions: list[Action]) -> Iterator[Call | NotSent]:
+        """Each task changed in place by a ``PUT`` of its whole body: sent again as it is, it changes nothing
+        more, so an update whose outcome is unknown is simply sent again."""
+        for action in actions:
+            detail = {"task_id": int(action.remote_id or 0), "body": action.spec or {}}
+            yield update_call(self.lineage, action, intent_action=UPDATE_ACTION, detail=detail, run=self._update)
+
     def resolution(self, intent: Intent) -> Call:
+        if intent.action == UPDATE_ACTION:
+            return Call(intent, None, functools.partial(self._update, intent))
         return Call(intent, None, functools.partial(self._resolve, intent))
 
     def _same_named(
@@ -169,6 +179,16 @@ class PerfTestModule:
         return existing
 
     # --- on a worker thread ------------------------------------------------------------------------------------
+
+    def _update(self, intent: Intent) -> Settlement:
+        address, task_id = intent.addresses[0], int(intent.detail["task_id"])
+        try:
+            self.client.update_task(task_id, dict(intent.detail.get("body") or {}))
+        except PermanentProviderError as err:
+            return Settlement(resolved=True, refused=[(address, f"not updated (the task is as it was): {err}")])
+        except ProviderError as err:
+            return Settlement(unresolved=[address], why=f"{err}; run apply again to update it")
+        return Settlement([Outcome(address, Status.CREATED, str(task_id))], resolved=True, updated=True)
 
     def _create(self, intent: Intent, warnings: list[ApplyEvent]) -> Settlement:
         settlement = self._send_and_settle(intent, RESENDS)

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from reconciler.applier.toloka_patch import PATCH_ACTION, patch_detail, patch_suite
 from reconciler.applier.work import (
     Call,
     NotSent,
@@ -36,6 +37,7 @@ from reconciler.applier.work import (
     batch_fingerprint,
     batch_operation_id,
     pending_resources,
+    update_call,
 )
 from reconciler.drift import remote_diff, suite_key
 from reconciler.encoding import content_hash
@@ -112,10 +114,18 @@ class TolokaModule:
         for batch in cut_batches(actions, self.budget):
             yield self._call(pending_resources(batch), batch_operation_id(self.lineage, batch))
 
+    def updates(self, actions: list[Action]) -> Iterator[Call | NotSent]:
+        for action in actions:
+            yield update_call(
+                self.lineage, action, intent_action=PATCH_ACTION, detail=patch_detail(action), run=self._patch
+            )
+
     def resolution(self, intent: Intent) -> Call:
         """Read the operation; if Toloka never accepted it, send the recorded request again under its id. An
         intent whose addresses halves of a split hold in part was refused as too large: its own go to a new
         batch. Read here, on the writing thread: the state is not read from workers."""
+        if intent.action == PATCH_ACTION:
+            return Call(intent, None, functools.partial(self._patch, intent))
         records = self.store.get_many(addresses=intent.addresses)
         op = intent.operation_id
         own = [a for a in intent.addresses if (r := records.get(a)) is None or r.operation_id == op]
@@ -144,6 +154,12 @@ class TolokaModule:
         return Call(intent, members, functools.partial(self._send, intent, members, (items, options)))
 
     # --- on a worker thread ------------------------------------------------------------------------------------
+
+    def _patch(self, intent: Intent) -> Settlement:
+        outcomes, refused, unknown = patch_suite(self.client, intent)
+        if unknown is not None:
+            return Settlement(unresolved=intent.addresses, why=unknown)
+        return Settlement(outcomes, resolved=True, updated=True, refused=refused)
 
     def _send(self, intent: Intent, members: list[PendingResource], request: Request) -> Settlement:
         items, options = request

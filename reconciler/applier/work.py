@@ -11,11 +11,12 @@ call resent after a crash carries the very id it carried the first time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from reconciler.applier.events import ApplyEvent
 from reconciler.plan import Action, ActionType
@@ -28,6 +29,14 @@ OPERATION_NAMESPACE = uuid.UUID("5b0f3f0e-6a43-4c1e-9d4e-2f1f7e3a9c11")
 def operation_id(lineage: str, address: str, spec_hash: str, attempt: int) -> str:
     """The id of a call that creates one address."""
     return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|{address}|{spec_hash}|{attempt}"))
+
+
+def update_operation_id(lineage: str, address: str, written_by: str | None, spec_hash: str) -> str:
+    """The id of a call that changes an existing object in place. Made from the intent that last wrote the
+    resource (``written_by``), which every recorded update changes, so that changing a resource back to an
+    earlier spec never reuses an id; a crash before the outcome leaves the intent open, and its resolution
+    sends under the same id."""
+    return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|update|{address}|{written_by or 'imported'}|{spec_hash}"))
 
 
 class Member(Protocol):
@@ -55,6 +64,24 @@ def batch_operation_id(lineage: str, actions: Sequence[Member]) -> str:
 def batch_fingerprint(spec_hashes: Sequence[str]) -> str:
     """Identifies a batch request: its items are a pure function of the members' specs, in order."""
     return hashlib.sha256("\n".join(spec_hashes).encode("ascii")).hexdigest()
+
+
+def update_call(
+    lineage: str, action: Action, *, intent_action: str, detail: dict[str, Any], run: Callable[[Intent], Settlement]
+) -> Call:
+    """An in-place update of one address under its own intent: the member is the resource as it will be."""
+    intent = Intent(
+        operation_id=update_operation_id(lineage, action.address, action.operation_id, action.spec_hash or ""),
+        provider=action.provider,
+        action=intent_action,
+        addresses=(action.address,),
+        fingerprint=action.spec_hash or "",
+        detail=detail,
+    )
+    member = PendingResource(
+        action.address, action.kind, action.provider, action.spec or {}, action.spec_hash or "", action.attempt
+    )
+    return Call(intent, [member], functools.partial(run, intent))
 
 
 def pending_resources(actions: Sequence[Action]) -> list[PendingResource]:
@@ -94,6 +121,10 @@ class Settlement:
     events: list[ApplyEvent] = field(default_factory=list)
     stop: str | None = None
     then: list[Call] = field(default_factory=list)
+    #: The outcomes are in-place updates of existing objects, not creations.
+    updated: bool = False
+    #: Addresses the API refused to change, which keep the resource they had.
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -184,7 +184,7 @@ def plan(
     """Compare manifests with the recorded state and show what `apply` would do.
 
     \b
-    Signs:  + create   ~ changed (create-only APIs: needs --replace)   -/+ replace
+    Signs:  + create   ~ update in place, or a change that needs --replace   -/+ replace
             ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
             <= import (--refresh found it remotely)
     Nothing is sent; with --refresh the remote is read (never written).

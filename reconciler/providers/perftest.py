@@ -1,9 +1,12 @@
-"""CodeArts PerfTest (CPTS): create a task, read one, list a test project's tasks.
+"""CodeArts PerfTest (CPTS): create a task, read one, list a test project's tasks, change or delete one.
 
 The create has no idempotency key, so it is sent with ``idempotent=False``: ``HttpClient`` resends it only
 when it certainly never reached the server, and otherwise raises ``OutcomeUnknownError``. The listing and
 ``find_tasks_by_name`` exist for what the caller does next: find the one task with that name and adopt it.
 That only works if the listing is complete, which is why ``list_tasks`` is careful about paging.
+
+A change (``PUT`` with the full body) and a delete are safe to resend, unlike the create: the same full body
+leaves the same task whatever happened to an earlier attempt, and a task deleted twice is simply gone.
 
 Two IDs must not be confused: the path's ``{cloud}`` is the 32-hex *cloud* project id; a task body's
 ``project_id`` (and ``test_project_id`` here) is the integer id of a CPTS *test project*.
@@ -11,6 +14,7 @@ Two IDs must not be confused: the path's ``{cloud}`` is the 32-hex *cloud* proje
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Unpack
@@ -24,14 +28,17 @@ from reconciler.providers.quoting import excerpt
 
 #: The code CPTS answers (with HTTP 403) for a task or test project that does not exist or was deleted.
 MISSING_CODE = "SVCSTG.CPTS.4032002"
+#: The code of every CPTS success answer.
+OK_CODE = "SVCSTG.CPTS.0000000"
 #: Rows asked for per listing page; a server that caps lower is handled (see ``list_tasks``).
 PAGE_SIZE = 100
 #: A listing that has not ended after this many pages is a server ignoring our paging: stop, do not spin.
 MAX_PAGES = 10_000
 #: The most read of one answer, per route, far above any real one (a create answers ~100 bytes, a task ~2 KB,
-#: a page of 100 tasks ~50 KB, and a server that ignores ``limit`` and lists 5,000 at once ~2.5 MB), so that a
-#: server sending without end meets an error, not the machine's memory.
-RESPONSE_CAPS = {"create": 1 << 20, "task": 4 << 20, "listing": 32 << 20}
+#: a page of 100 tasks ~50 KB, and a server that ignores ``limit`` and lists 5,000 at once ~2.5 MB; a change
+#: answers the task, a delete ~100 bytes), so that a server sending without end meets an error, not the machine's
+#: memory.
+RESPONSE_CAPS = {"create": 1 << 20, "task": 4 << 20, "listing": 32 << 20, "update": 4 << 20, "delete": 1 << 20}
 
 
 class AkSkAuth(httpx.Auth):
@@ -169,6 +176,64 @@ class PerfTestClient:
             )
         return int(task_id)
 
+    # --- change and delete ---------------------------------------------------------------------------------
+
+    def update_task(self, task_id: int, body: dict[str, Any]) -> None:
+        """Change a task in place with ``body``, the full create body (CPTS has no partial update).
+
+        Resent freely (``idempotent=True``): a PUT carries the whole desired value, so a second copy after a
+        lost answer leaves the same task. A 2xx that is not CPTS's success answer proves nothing about the task,
+        so it is ``OutcomeUnknownError`` (read the task back), never taken as done. A 403 ``MISSING_CODE`` keeps
+        its status and code: CPTS says it of the task and of the body's test project alike, and only the caller
+        can tell which it meant (by reading the task)."""
+        path = f"/v3/{self.cloud_project_id}/tasks/{task_id}"
+        try:
+            answer = self.http.request_json("PUT", path, json=body, idempotent=True, max_bytes=self.caps["update"])
+        except PermanentProviderError as err:
+            if err.status == 403 and err.code == MISSING_CODE:
+                raise PermanentProviderError(
+                    f"task {task_id} or its test project {body.get('project_id')} does not exist in cloud project "
+                    f"{self.cloud_project_id} (or was deleted); nothing was changed",
+                    provider=self.name,
+                    status=err.status,
+                    code=err.code,
+                ) from err
+            raise
+        if not _succeeded(answer) or (answer.get("code") is None and not isinstance(answer.get("taskInfo"), dict)):
+            raise OutcomeUnknownError(
+                f"PUT {path} answered success, but not CPTS's success answer ({excerpt(answer)}); whether task "
+                f"{task_id} changed is unknown: read it back before relying on it",
+                provider=self.name,
+            )
+
+    def delete_task(self, task_id: int) -> bool:
+        """Delete a task: True when CPTS confirmed the delete, False when it found the task already gone (403
+        ``MISSING_CODE``); the task is gone either way.
+
+        Resent freely (``idempotent=True``): deleting twice leaves the task as gone as once, and "already gone"
+        is an answer, not an error, because a resend after a lost answer to our own delete meets exactly that.
+        The SDK models no field of the answer, so an empty body is success; a 2xx in another API's shape (an
+        error code) proves nothing and is ``OutcomeUnknownError``."""
+        path = f"/v3/{self.cloud_project_id}/tasks/{task_id}"
+        try:
+            response = self.http.request("DELETE", path, idempotent=True, max_bytes=self.caps["delete"])
+        except PermanentProviderError as err:
+            if err.status == 403 and err.code == MISSING_CODE:
+                return False
+            raise
+        content = response.content.strip()
+        try:
+            answer = json.loads(content) if content else {}
+        except ValueError:
+            answer = response.text
+        if not _succeeded(answer):
+            raise OutcomeUnknownError(
+                f"DELETE {path} answered success, but not CPTS's success answer ({excerpt(answer)}); whether task "
+                f"{task_id} is gone is unknown: read it back before relying on it",
+                provider=self.name,
+            )
+        return True
+
     # --- reads ---------------------------------------------------------------------------------------------
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:
@@ -269,6 +334,14 @@ class PerfTestClient:
             status=err.status,
             code=err.code,
         )
+
+
+def _succeeded(answer: Any) -> bool:
+    """Whether a 2xx answer is CPTS's success: an object with the success code, or no code at all (an answer the
+    SDK models without fields), and never the gateway's error shape."""
+    if not isinstance(answer, dict) or "error_code" in answer:
+        return False
+    return answer.get("code") in (None, OK_CODE)
 
 
 def _listed_task(task: Any) -> bool:

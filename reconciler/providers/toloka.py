@@ -23,6 +23,7 @@ import httpx
 from reconciler.encoding import dumps
 from reconciler.errors import OutcomeUnknownError, PermanentProviderError, ProviderError, TransientProviderError
 from reconciler.kinds import DEFAULT_OPERATION_TIMEOUT, TOLOKA_MAX_BATCH_ITEMS
+from reconciler.providers import toloka_suites_patch as suites_patch
 from reconciler.providers.http import HttpClient, HttpOptions
 from reconciler.providers.quoting import excerpt
 from reconciler.providers.settings import override_variable
@@ -468,6 +469,14 @@ class TolokaClient:
         """Every suite of a pool, in id order: complete or an error (``toloka_listing`` says why)."""
         caps = self.caps["listing"]
         return iter_pool_suites(self.http, provider=self.name, pool_id=pool_id, page_size=page_size, max_bytes=caps)
+
+    def patch_task_suite(self, suite_id: str, changes: dict[str, Any], *, open_pool: bool = False) -> dict[str, Any]:
+        """A suite's only in-place change; safe to resend, as it carries the new values (``toloka_suites_patch``)."""
+        return suites_patch.patch_task_suite(self.http, self.name, suite_id, changes, open_pool, self.caps["suite"])
+
+    def set_overlap_or_min(self, suite_id: str, overlap: int) -> dict[str, Any]:
+        """How a suite is stopped (``overlap=0``) without a delete; safe to resend (``toloka_suites_patch``)."""
+        return suites_patch.set_overlap_or_min(self.http, self.name, suite_id, overlap, self.caps["suite"])
 
     def _get_or_none(self, path: str, max_bytes: int) -> Any:
         """GET, with Toloka's ``404 DOES_NOT_EXIST`` as None; another 404 (wrong endpoint) stays an error."""

@@ -1,5 +1,12 @@
 """CodeArts PerfTest (CPTS) routes: tasks and test projects, behind an emulated API gateway.
 
+Tasks are created, changed (full body) and deleted through the v3 routes and read through the v1 ones, as
+``huaweicloudsdkcpts`` 3.1.219 calls them (``CreateNewTask``, ``UpdateTaskRelatedTestCase``, ``DeleteNewTask``,
+``ShowTask``, ``ShowTaskSet``). A change answers 200 ``{code, message, taskInfo}`` with the task as ``ShowTask``
+shows it (the SDK's ``UpdateTaskRelatedTestCaseResponse``); a delete answers 200 ``{code, message}`` (the SDK's
+``DeleteNewTaskResponse`` models no field, so it reads any body). A task that does not exist, or no longer does,
+is 403 ``SVCSTG.CPTS.4032002`` on every route, as CPTS answers for a deleted object.
+
 The gateway part checks what Huawei Cloud's gateway checks before CPTS sees a request: an IAM token or an
 SDK-HMAC-SHA256 signature (``reconciler.providers.signing``, the same code the client signs with, itself
 checked against the official SDK), a clock within 15 minutes, and the cloud project in the path.
@@ -174,15 +181,25 @@ def _missing(what: str) -> Response:
     return cpts_error(403, CPTS_MISSING, f"The {what} does not exist or has been deleted")
 
 
+def _task_body(body: bytes) -> tuple[dict[str, Any], bool] | Response:
+    """A create's or change's checked fields and whether it named ``enable_full_link``, or the 400 answer."""
+    try:
+        data = json.loads(body or b"null")
+        fields = check_task_body(data)
+    except (ValueError, InvalidTaskBody) as exc:
+        message = str(exc) if isinstance(exc, InvalidTaskBody) else "the request body is not valid JSON"
+        return cpts_error(400, CPTS_BAD_REQUEST, message)
+    return fields, data.get("enable_full_link") is not None
+
+
 async def create_task(request: Request) -> Response:
     body = await request.body()
     if (denied := _check_auth(request, body)) is not None:
         return denied
-    try:
-        fields = check_task_body(json.loads(body or b"null"))
-    except (ValueError, InvalidTaskBody) as exc:
-        message = str(exc) if isinstance(exc, InvalidTaskBody) else "the request body is not valid JSON"
-        return cpts_error(400, CPTS_BAD_REQUEST, message)
+    checked = _task_body(body)
+    if isinstance(checked, Response):
+        return checked
+    fields, _ = checked
     try:
         task = _world(request).create_task(fields)
     except MissingObject:
@@ -201,6 +218,37 @@ async def show_task(request: Request) -> Response:
     except MissingObject:
         return _missing(f"task {raw}")
     return json_response({"code": CPTS_OK, "message": "success", "taskInfo": _task_info(task)})
+
+
+async def update_task(request: Request) -> Response:
+    body = await request.body()
+    if (denied := _check_auth(request, body)) is not None:
+        return denied
+    raw = request.path_params["task_id"]
+    if not raw.isdigit():
+        return cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
+    checked = _task_body(body)
+    if isinstance(checked, Response):
+        return checked
+    fields, full_link_given = checked
+    try:
+        task = _world(request).update_task(int(raw), fields, full_link_given=full_link_given)
+    except MissingObject as exc:
+        return _missing(f"task {raw}" if exc.kind == "task" else f"test project {fields['project_id']}")
+    return json_response({"code": CPTS_OK, "message": "success", "taskInfo": _task_info(task)})
+
+
+async def delete_task(request: Request) -> Response:
+    if (denied := _check_auth(request, await request.body())) is not None:
+        return denied
+    raw = request.path_params["task_id"]
+    if not raw.isdigit():
+        return cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
+    try:
+        _world(request).delete_task(int(raw))
+    except MissingObject:
+        return _missing(f"task {raw}")
+    return json_response({"code": CPTS_OK, "message": "success"})
 
 
 async def list_tasks(request: Request) -> Response:
@@ -259,6 +307,8 @@ async def show_test_project(request: Request) -> Response:
 
 routes = [
     Route("/v3/{project_id}/tasks", create_task, methods=["POST"]),
+    Route("/v3/{project_id}/tasks/{task_id}", update_task, methods=["PUT"]),
+    Route("/v3/{project_id}/tasks/{task_id}", delete_task, methods=["DELETE"]),
     Route("/v1/{project_id}/tasks/{task_id}", show_task, methods=["GET"]),
     Route("/v1/{project_id}/all-tasks/{test_project_id}", list_tasks, methods=["GET"]),
     Route("/v1/{project_id}/test-suites", create_test_project, methods=["POST"]),

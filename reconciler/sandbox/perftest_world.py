@@ -3,6 +3,11 @@
 Task names are not unique in CPTS, so duplicates are created and stay countable: that is what the
 exactly-once tests look for. With ``auto_create`` any test project a request names exists, as if a tester had
 made it in the console beforehand.
+
+A task is changed in place by a full body (``PUT /v3``): the id and ``create_time`` stay, ``update_time`` moves,
+and a new ``project_id`` moves the task to that test project. ``enable_full_link``, which the SDK's update model
+lacks, keeps its value when the body leaves it out. A deleted task is gone for good: its id is never handed out
+again, and every route answers for it as for an id that never existed.
 """
 
 from __future__ import annotations
@@ -184,6 +189,31 @@ class PerfTestWorld:
             if doc is None:
                 raise MissingObject("task", task_id)
             return dict(doc)
+
+    def update_task(self, task_id: int, fields: dict[str, Any], *, full_link_given: bool) -> dict[str, Any]:
+        """Replace a task's fields with checked body fields; ``MissingObject`` for the task or its new test project
+        (the task is looked for first, as CPTS answers for the object in the path before the body's)."""
+        with self._lock:
+            old = self.tasks.get(task_id)
+            if old is None:
+                raise MissingObject("task", task_id)
+            now = self.clock()
+            rows: list[Row] = []
+            self._test_project_or_create(fields["project_id"], now, rows)
+            kept = {} if full_link_given else {"enable_full_link": old.get("enable_full_link", False)}
+            doc = {**old, **fields, **kept, "update_time": cpts_time(now)}
+            self._unindex_task(task_id)
+            self._index_task(doc)
+            rows.append(("perftest_tasks", str(task_id), doc))
+            self._store.write(rows)
+            return dict(doc)
+
+    def delete_task(self, task_id: int) -> None:
+        with self._lock:
+            if task_id not in self.tasks:
+                raise MissingObject("task", task_id)
+            self._unindex_task(task_id)
+            self._store.write(deletes=[("perftest_tasks", str(task_id))])
 
     def list_tasks(self, project_id: int, offset: int, limit: int) -> list[dict[str, Any]]:
         with self._lock:

@@ -1,4 +1,11 @@
-"""Toloka routes: task suites (sync and async creation, reads, search) and operations with their logs."""
+"""Toloka routes: task suites (sync and async creation, reads, search, changes) and operations with their logs.
+
+A suite is changed by ``PATCH /api/v1/task-suites/{id}`` (``overlap``, ``infinite_overlap``,
+``issuing_order_override``; any other field is a 400 ``VALIDATION_ERROR`` keyed by that field) and by ``PATCH
+.../set-overlap-or-min`` (``{"overlap": N}``, N >= 0), both with the ``open_pool`` query parameter and both
+answering the changed suite, as toloka-kit 1.2.3's ``patch_task_suite`` and ``patch_task_suite_overlap_or_min``
+send and read them. How progress bounds a change is ``toloka_suites``'s to say.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +23,8 @@ from .limits import Limits
 from .responses import json_response, toloka_error
 from .runtime import sandbox_of
 from .toloka_suites import SuiteOptions, SuiteQuery, input_values_bytes, toloka_time
-from .toloka_world import OperationExists, SuitesInvalid, TolokaWorld
-from .validation import FieldErrors
+from .toloka_world import OperationExists, SuitePatchInvalid, SuitesInvalid, TolokaWorld
+from .validation import FieldErrors, check_overlap_patch, check_suite_patch
 
 MAX_SEARCH_LIMIT = 100_000
 SORT_KEYS = ("id", "-id", "created", "-created")
@@ -226,6 +233,52 @@ async def get_task_suite(request: Request) -> Response:
         return toloka_error(request, 404, f"Task suite {suite_id} does not exist")
 
 
+async def _patch_request(request: Request) -> tuple[Any, bool] | Response:
+    """A suite change's parsed body and ``open_pool``, or the answer refusing it."""
+    if (denied := _check_auth(request)) is not None:
+        return denied
+    if not request.headers.get("content-type", "").lower().startswith("application/json"):
+        return toloka_error(request, 415, "Content-Type must be application/json")
+    try:
+        open_pool = _boolean(request, "open_pool")
+    except BadQuery as exc:
+        return _bad_query(request, exc)
+    try:
+        return json.loads(await request.body()), open_pool
+    except ValueError:
+        return toloka_error(request, 400, "The request body is not valid JSON")
+
+
+async def patch_task_suite(request: Request) -> Response:
+    parsed = await _patch_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    body, open_pool = parsed
+    if errors := check_suite_patch(body):
+        return toloka_error(request, 400, "Validation failed", payload=errors)
+    suite_id = request.path_params["suite_id"]
+    try:
+        return json_response(_world(request).patch_suite(suite_id, body, open_pool=open_pool))
+    except SuitePatchInvalid as exc:
+        return toloka_error(request, 400, "Validation failed", payload=exc.errors)
+    except MissingObject:
+        return toloka_error(request, 404, f"Task suite {suite_id} does not exist")
+
+
+async def set_overlap_or_min(request: Request) -> Response:
+    parsed = await _patch_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    body, open_pool = parsed
+    if errors := check_overlap_patch(body):
+        return toloka_error(request, 400, "Validation failed", payload=errors)
+    suite_id = request.path_params["suite_id"]
+    try:
+        return json_response(_world(request).set_overlap_or_min(suite_id, body["overlap"], open_pool=open_pool))
+    except MissingObject:
+        return toloka_error(request, 404, f"Task suite {suite_id} does not exist")
+
+
 async def get_operation(request: Request) -> Response:
     if (denied := _check_auth(request)) is not None:
         return denied
@@ -253,6 +306,8 @@ routes = [
     Route("/api/v1/task-suites", create_task_suites, methods=["POST"]),
     Route("/api/v1/task-suites", find_task_suites, methods=["GET"]),
     Route("/api/v1/task-suites/{suite_id}", get_task_suite, methods=["GET"]),
+    Route("/api/v1/task-suites/{suite_id}", patch_task_suite, methods=["PATCH"]),
+    Route("/api/v1/task-suites/{suite_id}/set-overlap-or-min", set_overlap_or_min, methods=["PATCH"]),
     Route("/api/v1/operations/{operation_id}", get_operation, methods=["GET"]),
     Route("/api/v1/operations/{operation_id}/log", get_operation_log, methods=["GET"]),
 ]

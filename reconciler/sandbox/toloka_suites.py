@@ -3,6 +3,12 @@
 A suite id is the pool id in hex, the creation second and a counter, so ids sort by pool and then by creation
 and a search by pool and id bounds is a binary search in one sorted list per pool. Nothing here takes the
 lock: ``TolokaWorld`` holds it around every call.
+
+A suite's progress is what its overlap has used so far: ``overlap - remaining_overlap`` (workers make
+``remaining_overlap`` fall; in the sandbox only an admin patch does). A change never gives back what was used:
+a patched ``overlap`` below it is refused, and ``set-overlap-or-min`` sets the overlap to the larger of the
+value asked and what was used, so ``remaining_overlap`` is the new overlap less what was used. An infinite
+suite keeps no count, so it has used nothing when it is made finite again.
 """
 
 from __future__ import annotations
@@ -87,6 +93,43 @@ def input_values_bytes(items: list[Any]) -> int:
 def toloka_time(moment: float) -> str:
     """UTC with milliseconds and no zone, as Toloka writes it."""
     return datetime.fromtimestamp(moment, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def used_overlap(doc: dict[str, Any]) -> int:
+    """How much of a suite's overlap its progress has used (0 for an infinite suite, which keeps no count)."""
+    overlap, remaining = doc.get("overlap"), doc.get("remaining_overlap")
+    if doc.get("infinite_overlap") or not isinstance(overlap, int) or not isinstance(remaining, int):
+        return 0
+    return max(0, overlap - remaining)
+
+
+def patched_suite(doc: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], FieldErrors]:
+    """The suite with checked patch ``changes`` applied (``None`` values count as absent), or what is wrong
+    with them given the suite's progress; ``doc`` itself is not changed."""
+    new = dict(doc)
+    overlap, infinite = changes.get("overlap"), changes.get("infinite_overlap")
+    if infinite is True:
+        new["infinite_overlap"] = True
+        new.pop("overlap", None)
+        new.pop("remaining_overlap", None)
+    elif overlap is not None:
+        used = used_overlap(doc)
+        if overlap < used:
+            message = f"The suite has already used {used} of its overlap: the overlap cannot go below it"
+            return doc, {"overlap": {"code": "VALUE_LESS_THAN_MIN", "message": message, "params": [used]}}
+        new.update(overlap=overlap, infinite_overlap=False, remaining_overlap=overlap - used)
+    elif infinite is False and doc.get("infinite_overlap"):
+        return doc, {"overlap": {"code": "VALUE_REQUIRED", "message": "A finite overlap needs an overlap value"}}
+    if changes.get("issuing_order_override") is not None:
+        new["issuing_order_override"] = changes["issuing_order_override"]
+    return new, {}
+
+
+def overlap_or_min(doc: dict[str, Any], overlap: int) -> dict[str, Any]:
+    """The suite with its overlap set to ``overlap``, or to what its progress has used if that is more."""
+    used = used_overlap(doc)
+    kept = max(overlap, used)
+    return {**doc, "overlap": kept, "infinite_overlap": False, "remaining_overlap": kept - used}
 
 
 def creation_stamp(moment: float) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from .ledger import Ledger, MissingObject, WorldError
 from .persistence import Row
 from .seed import PoolSeed, SandboxSeed
 from .toloka_operations import Operations, Outcome
-from .toloka_suites import SuiteOptions, SuiteQuery, Suites, creation_stamp
+from .toloka_suites import SuiteOptions, SuiteQuery, Suites, creation_stamp, overlap_or_min, patched_suite
 from .validation import FieldErrors
 
 
@@ -27,6 +27,14 @@ class SuitesInvalid(WorldError):
     """``skip_invalid_items=false`` and at least one suite is invalid: nothing was created."""
 
     def __init__(self, errors: dict[int, FieldErrors]) -> None:
+        self.errors = errors
+        super().__init__("Validation failed")
+
+
+class SuitePatchInvalid(WorldError):
+    """A patch the suite's progress does not allow (an overlap below what it used): nothing was changed."""
+
+    def __init__(self, errors: FieldErrors) -> None:
         self.errors = errors
         super().__init__("Validation failed")
 
@@ -140,6 +148,38 @@ class TolokaWorld:
             if doc is None:
                 raise MissingObject("task suite", suite_id)
             return doc
+
+    def patch_suite(self, suite_id: str, changes: dict[str, Any], *, open_pool: bool = False) -> dict[str, Any]:
+        """Change a suite in place (checked ``changes``: ``validation.check_suite_patch``); ``MissingObject`` or
+        ``SuitePatchInvalid``. ``open_pool`` opens its pool if closed, as on create."""
+        with self._lock:
+            self.catch_up(self.clock())
+            old = self._existing_suite(suite_id)
+            doc, errors = patched_suite(old, changes)
+            if errors:
+                raise SuitePatchInvalid(errors)
+            return self._replace_suite(doc, open_pool)
+
+    def set_overlap_or_min(self, suite_id: str, overlap: int, *, open_pool: bool = False) -> dict[str, Any]:
+        """Set a suite's overlap to ``overlap`` or to the least its progress allows (``overlap_or_min``)."""
+        with self._lock:
+            self.catch_up(self.clock())
+            return self._replace_suite(overlap_or_min(self._existing_suite(suite_id), overlap), open_pool)
+
+    def _existing_suite(self, suite_id: str) -> dict[str, Any]:
+        doc = self.suites.by_id.get(suite_id)
+        if doc is None:
+            raise MissingObject("task suite", suite_id)
+        return doc
+
+    def _replace_suite(self, doc: dict[str, Any], open_pool: bool) -> dict[str, Any]:
+        """A changed suite (same id and pool, so the pool's id order stands) and its row, in one transaction."""
+        self.suites.by_id[doc["id"]] = doc
+        rows: list[Row] = [("task_suites", doc["id"], doc)]
+        if open_pool and doc["pool_id"] in self.suites.pools:
+            self.suites.open_pools([doc], rows)
+        self._store.write(rows)
+        return doc
 
     def find_suites(self, query: SuiteQuery) -> tuple[list[dict[str, Any]], bool]:
         """One page of suites and whether more match."""

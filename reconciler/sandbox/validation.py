@@ -230,3 +230,51 @@ def suite_document(suite: dict[str, Any], *, default_overlap: int | None) -> dic
             if key in extra and suite[key] is not None:
                 doc[key] = suite[key]
     return doc
+
+
+#: What ``PATCH /api/v1/task-suites/{id}`` may change; anything else is refused, never ignored.
+SUITE_PATCH_FIELDS = frozenset({"overlap", "infinite_overlap", "issuing_order_override"})
+
+
+def _not_patchable() -> dict[str, Any]:
+    return {"code": "VALUE_NOT_ALLOWED", "message": "This field cannot be changed on an existing task suite"}
+
+
+def check_suite_patch(body: Any) -> FieldErrors:
+    """The field checks of a suite patch (empty when valid), before the suite itself is looked at.
+
+    ``overlap`` has create's range; ``infinite_overlap: true`` with an ``overlap`` contradicts itself. Whether the
+    overlap is below what the suite has already used is the world's to say."""
+    if not isinstance(body, dict):
+        return {"task_suite_patch": _wrong_type("an object")}
+    errors: FieldErrors = {key: _not_patchable() for key in sorted(body.keys() - SUITE_PATCH_FIELDS)}
+    overlap, infinite = body.get("overlap"), body.get("infinite_overlap")
+    if overlap is not None:
+        if not _is_int(overlap):
+            errors["overlap"] = _wrong_type("an integer")
+        elif (problem := _range(overlap, OVERLAP_MIN, OVERLAP_MAX)) is not None:
+            errors["overlap"] = problem
+    if infinite is not None and not isinstance(infinite, bool):
+        errors["infinite_overlap"] = _wrong_type("a boolean")
+    elif infinite is True and overlap is not None:
+        errors["infinite_overlap"] = {
+            "code": "VALUE_NOT_ALLOWED",
+            "message": "An infinite overlap takes no overlap value",
+        }
+    _check_number(body, "issuing_order_override", ISSUING_ORDER_LIMIT, errors)
+    return errors
+
+
+def check_overlap_patch(body: Any) -> FieldErrors:
+    """The checks of ``PATCH .../set-overlap-or-min``: ``{"overlap": N}``, N from 0 (stop) to create's maximum."""
+    if not isinstance(body, dict):
+        return {"task_suite_overlap_patch": _wrong_type("an object")}
+    errors: FieldErrors = {key: _not_patchable() for key in sorted(body.keys() - {"overlap"})}
+    overlap = body.get("overlap")
+    if overlap is None:
+        errors["overlap"] = _required()
+    elif not _is_int(overlap):
+        errors["overlap"] = _wrong_type("an integer")
+    elif (problem := _range(overlap, 0, OVERLAP_MAX)) is not None:
+        errors["overlap"] = problem
+    return errors

@@ -11,6 +11,7 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcpts.v1 import (
     CptsClient, CreateNewTaskRequest, NewTaskInfo, ShowTaskRequest, ShowTaskSetRequest,
     CreateProjectRequest, CreateProjectRequestBody, ShowProjectRequest,
+    UpdateTaskRelatedTestCaseRequest, UpdateNewTaskRequestBody, DeleteNewTaskRequest,
 )
 
 args = json.load(sys.stdin)
@@ -46,6 +47,20 @@ for step in args["steps"]:
             tasks = client.show_task_set(request).tasks
             result["names"] = [t.name for t in tasks]
         results[step["key"]] = result
+    elif step["op"] == "update_task":  # the SDK's PUT /v3/{project_id}/tasks/{task_id}
+        task_id = results[step["of"]]["body"]["task_id"]
+        body = UpdateNewTaskRequestBody(name=step["name"], parallel=False, project_id=step["test_project"],
+                                        operate_mode=2, case_id_list=step["cases"])
+        request = UpdateTaskRelatedTestCaseRequest(task_id=task_id, body=body)
+        result = call("update_task_related_test_case", request)
+        if result["ok"]:
+            info = client.update_task_related_test_case(request).task_info
+            result["model"] = {"name": info.name, "parallel": info.parallel,
+                               "case_ids": [c.case_id for c in info.case_list]}
+        results[step["key"]] = result
+    elif step["op"] == "delete_task":  # the SDK's DELETE /v3/{project_id}/tasks/{task_id}
+        task_id = results[step["of"]]["body"]["task_id"]
+        results[step["key"]] = call("delete_new_task", DeleteNewTaskRequest(task_id=task_id))
     elif step["op"] == "create_project":
         body = CreateProjectRequestBody(name=step["name"], description="made by the official SDK")
         results[step["key"]] = call("create_project", CreateProjectRequest(body=body))
@@ -84,6 +99,32 @@ def test_the_sdk_creates_shows_and_lists_tasks_with_aksk_signing(run_sdk, sandbo
     assert results["shown"]["model"] == {"name": "sdk-a", "project_id": 42, "case_ids": [1, 2]}
     assert results["listed"]["names"] == ["sdk-a", "sdk-b"]
     assert sorted(t["name"] for t in sandbox.objects()["perftest_tasks"]) == ["sdk-a", "sdk-b"]
+
+
+def test_the_sdk_updates_and_deletes_tasks_on_the_v3_routes(run_sdk, sandbox):
+    results = run_sdk(
+        [
+            {"op": "create_task", "key": "a", "name": "sdk-a", "test_project": 42},
+            {"op": "create_task", "key": "b", "name": "sdk-b", "test_project": 42},
+            {"op": "update_task", "key": "changed", "of": "a", "name": "sdk-a2", "test_project": 42, "cases": [5]},
+            {"op": "show_task", "key": "shown", "of": "a"},
+            {"op": "delete_task", "key": "deleted", "of": "b"},
+            {"op": "delete_task", "key": "again", "of": "b"},
+            {"op": "show_task_set", "key": "listed", "test_project": 42},
+        ]
+    )
+    changed = results["changed"]
+    assert changed["status"] == 200 and changed["body"]["code"] == "SVCSTG.CPTS.0000000"
+    assert changed["model"] == {"name": "sdk-a2", "parallel": False, "case_ids": [5]}
+    assert results["shown"]["model"] == {"name": "sdk-a2", "project_id": 42, "case_ids": [5]}
+    assert results["deleted"]["ok"] is True and results["deleted"]["status"] == 200
+    assert results["again"]["status"] == 403 and results["again"]["error_code"] == "SVCSTG.CPTS.4032002"
+    assert results["listed"]["names"] == ["sdk-a2"]
+    tasks = sandbox.objects()["perftest_tasks"]
+    assert [(t["id"], t["name"]) for t in tasks] == [(results["a"]["body"]["task_id"], "sdk-a2")]
+    routes = sandbox.stats()["routes"]
+    assert routes["PUT /v3/{project_id}/tasks/{task_id}"] == {"200": 2}  # the script reads the model twice
+    assert routes["DELETE /v3/{project_id}/tasks/{task_id}"] == {"200": 1, "403": 1}
 
 
 def test_the_sdk_creates_and_reads_a_test_project(run_sdk):

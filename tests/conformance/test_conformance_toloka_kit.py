@@ -36,6 +36,17 @@ elif mode == "read":
     one = client.get_task_suite(found[0].id)
     out = {"ids": [s.id for s in found], "one": {"id": one.id, "overlap": one.overlap,
            "remaining_overlap": one.remaining_overlap, "created": one.created.isoformat()}}
+elif mode == "patch":  # patch_task_suite, then patch_task_suite_overlap_or_min, on suites made here
+    made = client.create_task_suites(suites(2, overlap=3), async_mode=False)
+    first, second = (made.items[key].id for key in sorted(made.items))
+    patched = client.patch_task_suite(first, overlap=5, issuing_order_override=2.5, open_pool=True)
+    infinite = client.patch_task_suite(second, infinite_overlap=True)
+    stopped = client.patch_task_suite_overlap_or_min(first, overlap=0)
+    out = {"first": first, "second": second,
+           "patched": {"id": patched.id, "overlap": patched.overlap, "remaining_overlap": patched.remaining_overlap,
+                       "issuing_order_override": patched.issuing_order_override},
+           "infinite": {"id": infinite.id, "infinite_overlap": infinite.infinite_overlap, "overlap": infinite.overlap},
+           "stopped": {"id": stopped.id, "overlap": stopped.overlap, "remaining_overlap": stopped.remaining_overlap}}
 elif mode == "invalid":
     try:
         client.create_task_suites(suites(2, overlap=0), async_mode=args["async_mode"])
@@ -89,6 +100,25 @@ def test_get_task_suites_pages_through_everything(run_kit, sandbox):
     assert out["ids"] == _suite_ids(sandbox)
     assert out["one"]["overlap"] == 1 and out["one"]["remaining_overlap"] == 1
     assert out["one"]["created"].endswith("+00:00")  # the client reads the zoneless time as UTC
+
+
+def test_patch_task_suite_and_overlap_or_min_change_suites_in_place(run_kit, sandbox):
+    sandbox.add_pool("4242", default_overlap=1, status="CLOSED")
+    out = run_kit("patch")
+    first, second = out["first"], out["second"]
+    assert out["patched"] == {"id": first, "overlap": 5, "remaining_overlap": 5, "issuing_order_override": 2.5}
+    assert out["infinite"] == {"id": second, "infinite_overlap": True, "overlap": None}
+    assert out["stopped"] == {"id": first, "overlap": 0, "remaining_overlap": 0}
+    held = {s["id"]: s for s in sandbox.objects()["task_suites"]}
+    assert sorted(held) == sorted([first, second])
+    stopped = held[first]
+    assert (stopped["overlap"], stopped["remaining_overlap"], stopped["issuing_order_override"]) == (0, 0, 2.5)
+    assert held[second]["infinite_overlap"] is True and "overlap" not in held[second]
+    pools = {p["id"]: p["status"] for p in sandbox.objects()["pools"]}
+    assert pools["4242"] == "OPEN"  # open_pool=true reached the sandbox
+    routes = sandbox.stats()["routes"]
+    assert routes["PATCH /api/v1/task-suites/{suite_id}"] == {"200": 2}
+    assert routes["PATCH /api/v1/task-suites/{suite_id}/set-overlap-or-min"] == {"200": 1}
 
 
 @pytest.mark.parametrize("async_mode", [False, True])

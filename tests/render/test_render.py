@@ -309,7 +309,16 @@ def test_plan_events_are_one_json_object_per_line_per_action_then_a_summary() ->
         },
         {
             "type": "change_summary",
-            "changes": {"resolve": 1, "import": 0, "create": 2, "replace": 1, "change": 1, "orphan": 1, "noop": 4},
+            "changes": {
+                "resolve": 1,
+                "import": 0,
+                "create": 2,
+                "replace": 1,
+                "update": 0,
+                "change": 1,
+                "orphan": 1,
+                "noop": 4,
+            },
             "has_changes": True,
             "lineage": "lin",
             "serial": 7,
@@ -322,7 +331,16 @@ def test_a_plan_without_actions_is_one_summary_event_without_changes() -> None:
     assert json_lines(written(plan_events(plan_of(noop=3)))) == [
         {
             "type": "change_summary",
-            "changes": {"resolve": 0, "import": 0, "create": 0, "replace": 0, "change": 0, "orphan": 0, "noop": 3},
+            "changes": {
+                "resolve": 0,
+                "import": 0,
+                "create": 0,
+                "replace": 0,
+                "update": 0,
+                "change": 0,
+                "orphan": 0,
+                "noop": 3,
+            },
             "has_changes": False,
             "lineage": "lin",
             "serial": 7,

@@ -1,0 +1,42 @@
+"""Changing a Toloka suite in place: ``PATCH /task-suites/{id}`` with the three fields it takes.
+
+The patch carries the desired value of each of them, not a difference (a field the manifest leaves out is sent
+as the server's default), so sending it again changes nothing more: an update whose outcome is unknown is
+sent again under its intent. One suite, one request: Toloka has no batch patch, so 10,000 changed overlaps
+are 10,000 requests at the provider's rate limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.errors import PermanentProviderError, ProviderError
+from reconciler.plan import Action
+from reconciler.providers.toloka import TolokaClient
+from reconciler.state.base import Intent, Outcome, Status
+
+PATCH_ACTION = "toloka_patch"
+#: What a suite holds when its spec leaves the field out.
+PATCH_DEFAULTS = {"infinite_overlap": False, "issuing_order_override": 0}
+
+
+def patch_detail(action: Action) -> dict[str, Any]:
+    spec = action.spec or {}
+    changes = {key: spec.get(key, default) for key, default in PATCH_DEFAULTS.items()}
+    if "overlap" in spec:
+        changes["overlap"] = spec["overlap"]
+    options = spec.get("options") or {}
+    return {"suite_id": action.remote_id, "changes": changes, "open_pool": bool(options.get("open_pool", False))}
+
+
+def patch_suite(client: TolokaClient, intent: Intent) -> tuple[list[Outcome], list[tuple[str, str]], str | None]:
+    """The outcome of the intent's patch, the refusals (the suite is as it was), or why it is still unknown."""
+    address, detail = intent.addresses[0], intent.detail
+    suite_id = str(detail["suite_id"])
+    try:
+        client.patch_task_suite(suite_id, dict(detail["changes"]), open_pool=bool(detail.get("open_pool")))
+    except PermanentProviderError as err:
+        return [], [(address, f"not updated (the suite is as it was): {err}")], None
+    except ProviderError as err:
+        return [], [], f"{err}; run apply again to update it"
+    return [Outcome(address, Status.CREATED, suite_id)], [], None
