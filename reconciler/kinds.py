@@ -67,8 +67,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Lifecycle(_Strict):
+    """What apply may do to a resource beyond creating and updating it, as Terraform's lifecycle block says."""
+
+    prevent_destroy: bool = Field(
+        default=False,
+        description="Refuse any plan that would delete this resource, or retire it (a suite of a set: each suite).",
+    )
+
+
 class Metadata(_Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Unique per kind; the address is KIND/NAME.")
+    lifecycle: Lifecycle | None = Field(default=None, description="Opt-ins and guards for deleting the resource.")
     provider: str | None = Field(
         default=None,
         pattern=NAME_PATTERN,

@@ -36,6 +36,7 @@ class ActionType(StrEnum):
     CHANGE = "change"
     REPLACE = "replace"
     ORPHAN = "orphan"
+    DELETE = "delete"
     RESOLVE = "resolve"
     IMPORT = "import"
     NOOP = "noop"
@@ -51,6 +52,7 @@ _SIGNS = {
     ActionType.CHANGE: "~",
     ActionType.REPLACE: "-/+",
     ActionType.ORPHAN: "!",
+    ActionType.DELETE: "-",
     ActionType.RESOLVE: "?",
     ActionType.IMPORT: "<=",
     ActionType.NOOP: " ",
@@ -65,11 +67,19 @@ ACTION_ORDER = (
     ActionType.UPDATE,
     ActionType.CHANGE,
     ActionType.ORPHAN,
+    ActionType.DELETE,
     ActionType.NOOP,
 )
 
 #: What apply acts on; the rest of a plan is reported, not done.
-APPLIED_TYPES = (ActionType.RESOLVE, ActionType.IMPORT, ActionType.CREATE, ActionType.REPLACE, ActionType.UPDATE)
+APPLIED_TYPES = (
+    ActionType.RESOLVE,
+    ActionType.IMPORT,
+    ActionType.CREATE,
+    ActionType.REPLACE,
+    ActionType.UPDATE,
+    ActionType.DELETE,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,8 @@ def make_plan(
     targets: Collection[str] = (),
     replace: Collection[str] = (),
     remote: RemoteFacts | None = None,
+    prune: bool = False,
+    destroy: bool = False,
 ) -> Plan:
     """The plan's actions come out in apply's order: resolves, imports, creates, replaces, then changes and
     orphans. ``remote`` is what a refresh read (``plan --refresh``); without it the remote is taken to hold
@@ -44,9 +46,26 @@ def make_plan(
     Resolve actions are the plan's account of intents left open by an interrupted apply; apply does not take
     them from the plan, it settles every open intent it finds in the state before anything else, so a plan
     made before another apply was killed still leaves nothing unsettled.
+
+    ``prune``: orphans are deleted (retired, for Toloka suites) instead of reported. ``destroy``: the plan
+    deletes (retires) every recorded resource the manifests declare, and does nothing else.
     """
     selected = _Selector(targets)
-    found = _Found(selected, remote or RemoteFacts())
+    found = _Found(selected, remote or RemoteFacts(), prune=prune)
+    if destroy:
+        recorded_by_address = {summary.address: summary for summary in recorded}
+        check_selection(desired, recorded_by_address, targets=targets, replace=())
+        found.sort_destroyed(desired, recorded_by_address)
+        return Plan(
+            lineage=lineage,
+            serial=serial,
+            workspace=workspace,
+            manifest_digest=manifest_digest,
+            actions=(*found.resolves, *found.orphans),
+            noop_count=0,
+            providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
+            created_at=created_at,
+        )
     with cycle_collection_paused():
         recorded_by_address = {summary.address: summary for summary in recorded}
         check_selection(desired, recorded_by_address, targets=targets, replace=replace)
@@ -107,6 +126,7 @@ class _Found:
 
     selected: _Selector
     remote: RemoteFacts
+    prune: bool = False
     resolves: list[Action] = field(default_factory=list)
     imports: list[Action] = field(default_factory=list)
     creates: list[Action] = field(default_factory=list)
@@ -254,6 +274,8 @@ class _Found:
                 continue
             if rec.status is Status.PENDING:
                 self.resolves.append(_resolve(rec))
+            elif self.prune and rec.status is Status.CREATED and self.selected(address):
+                self.orphans.append(_delete(rec, "no longer in the manifests, and --prune was given"))
             elif self.selected(address):
                 self.orphans.append(
                     Action(
@@ -262,11 +284,28 @@ class _Found:
                         rec.kind,
                         rec.provider,
                         "in the state but no longer in the manifests; the remote object stays "
-                        f"(no delete API); `reconciler state forget {address}` drops it",
+                        f"(`apply --prune` deletes it); `reconciler state forget {address}` drops it",
                         spec_hash=rec.spec_hash,
                         remote_id=rec.remote_id,
                     )
                 )
+
+    def sort_destroyed(self, desired: Mapping[str, Resource], recorded: Mapping[str, ResourceSummary]) -> None:
+        """Every recorded resource the manifests declare, deleted; refused whole if one is guarded."""
+        guarded = [a for a, r in desired.items() if r.prevent_destroy and a in recorded and self.selected(a)]
+        if guarded:
+            raise PlanError(
+                f"{guarded[0]} has lifecycle.prevent_destroy set"
+                + (f" (and {len(guarded) - 1} more)" if len(guarded) > 1 else "")
+                + "; nothing was sent. Remove the setting first if it really is to go"
+            )
+        for address, rec in recorded.items():
+            if address not in desired or not self.selected(address):
+                continue
+            if rec.status is Status.PENDING:
+                self.resolves.append(_resolve(rec))
+            elif rec.status is Status.CREATED:
+                self.orphans.append(_delete(rec, "destroy was asked for"))
 
 
 def _matches(address: str, target: str) -> bool:
@@ -405,6 +444,25 @@ def _put_back(resource: Resource, rec: ResourceSummary, drifted: tuple[FieldChan
         remote_id=rec.remote_id,
         attempt=rec.attempt,
         diff=drifted,
+        operation_id=rec.operation_id,
+    )
+
+
+def _delete(rec: ResourceSummary, why: str) -> Action:
+    how = (
+        "deleted (DELETE)"
+        if rec.kind == PERFTEST_TASK
+        else "retired: its overlap set to 0, so it is no longer issued (Toloka has no delete)"
+    )
+    return Action(
+        ActionType.DELETE,
+        rec.address,
+        rec.kind,
+        rec.provider,
+        f"{why}: {how}",
+        spec_hash=rec.spec_hash,
+        remote_id=rec.remote_id,
+        attempt=rec.attempt,
         operation_id=rec.operation_id,
     )
 

@@ -263,6 +263,7 @@ def refreshed_plan(
     replace_addresses: tuple[str, ...] = (),
     manifests: tuple[Path, ...] = (),
     environ: Mapping[str, str] = os.environ,
+    prune: bool = False,
 ) -> Plan:
     """The plan against what the remote holds: gone objects are created again, remote changes shown, and
     exact matches of unrecorded resources imported instead of created."""
@@ -286,6 +287,7 @@ def refreshed_plan(
         manifests=manifests,
         environ=environ,
         remote=remote_facts(specs, reads, discovery),
+        prune=prune,
     )
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 #: Apply events that move the progress bar (``EventType`` values; render does not import the applier, so that
 #: ``plan`` starts without it).
-_PROGRESS_EVENTS = frozenset({"created", "failed", "unresolved"})
+_PROGRESS_EVENTS = frozenset({"created", "updated", "deleted", "failed", "unresolved"})
 
 _COLOURS = {
     ActionType.CREATE: "green",
@@ -38,6 +38,7 @@ _COLOURS = {
     ActionType.CHANGE: "yellow",
     ActionType.REPLACE: "magenta",
     ActionType.ORPHAN: "red",
+    ActionType.DELETE: "red",
     ActionType.RESOLVE: "cyan",
     ActionType.IMPORT: "blue",
     ActionType.NOOP: None,
@@ -49,6 +50,7 @@ _VERBS = {
     ActionType.UPDATE: "to update in place",
     ActionType.CHANGE: "changed (refused without --replace)",
     ActionType.ORPHAN: "orphaned",
+    ActionType.DELETE: "to delete or retire",
     ActionType.RESOLVE: "to resolve",
     ActionType.IMPORT: "to import",
     ActionType.NOOP: "unchanged",
@@ -192,7 +194,7 @@ def summary_line(plan: Plan) -> str:
         f"{counts['replace']} to replace",
         f"{counts['change']} changed (refused without --replace)",
     ]
-    for optional in (ActionType.UPDATE, ActionType.RESOLVE, ActionType.IMPORT, ActionType.ORPHAN):
+    for optional in (ActionType.UPDATE, ActionType.RESOLVE, ActionType.IMPORT, ActionType.ORPHAN, ActionType.DELETE):
         if counts[optional.value]:
             parts.append(f"{counts[optional.value]} {_VERBS[optional]}")
     parts.append(f"{counts['noop']} unchanged")
@@ -345,6 +347,10 @@ class ApplyReporter:
         few = self.total <= self.PER_RESOURCE_LINES_UP_TO
         if event.type == "created" and few:
             return f"  + {event.address}: created (remote id {event.remote_id})", "green"
+        if event.type == "updated" and few:
+            return f"  ~ {event.address}: updated in place (remote id {event.remote_id})", "yellow"
+        if event.type == "deleted" and few:
+            return f"  - {event.address}: deleted (retired, for a suite) and dropped from the state", "red"
         if event.type == "adopted":
             return (
                 f"  + {event.address}: found the object an interrupted call made (remote id {event.remote_id})",
@@ -366,6 +372,8 @@ class ApplyReporter:
                 {
                     "type": "apply_summary",
                     "created": result.created,
+                    "updated": result.updated,
+                    "deleted": result.deleted,
                     "adopted": result.adopted,
                     "failed": len(result.failed),
                     "unresolved": len(result.unresolved),
@@ -382,6 +390,10 @@ class ApplyReporter:
         parts = [f"{result.created} created"]
         if result.adopted:
             parts.append(f"{result.adopted} of them found after an interrupted call")
+        if result.updated:
+            parts.append(f"{result.updated} updated in place")
+        if result.deleted:
+            parts.append(f"{result.deleted} deleted or retired")
         parts.append(f"{len(result.failed)} failed")
         if result.unresolved:
             parts.append(f"{len(result.unresolved)} unresolved (run apply again)")

@@ -48,6 +48,7 @@ _HEADINGS = {
     ActionType.UPDATE: "~ to update in place",
     ActionType.CHANGE: "~ changed (refused without --replace)",
     ActionType.ORPHAN: "! orphaned (in the state, not in the manifests)",
+    ActionType.DELETE: "- to delete (PerfTest) or retire (Toloka: overlap set to 0)",
 }
 _ROW_NAMES = {
     ActionType.RESOLVE: "`?` resolve",
@@ -57,6 +58,7 @@ _ROW_NAMES = {
     ActionType.UPDATE: "`~` update in place",
     ActionType.CHANGE: "`~` changed (refused without `--replace`)",
     ActionType.ORPHAN: "`!` orphaned",
+    ActionType.DELETE: "`-` delete or retire",
 }
 
 #: Markdown punctuation that can start emphasis, code, links, strikethrough, headings or a table cell.

@@ -47,6 +47,7 @@ class Resource:
     spec_hash: str
     source: SourceRef
     row_keys: tuple[str, ...] = ()
+    prevent_destroy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,17 @@ class StateBackendConfig:
         return self.url if self.url is not None else str(self.path)
 
 
-def make_resource(*, address: str, kind: str, provider: str, spec: dict[str, Any], source: SourceRef) -> Resource:
+def make_resource(
+    *, address: str, kind: str, provider: str, spec: dict[str, Any], source: SourceRef, prevent_destroy: bool = False
+) -> Resource:
     return Resource(
-        address=address, kind=kind, provider=provider, spec=spec, spec_hash=content_hash(spec), source=source
+        address=address,
+        kind=kind,
+        provider=provider,
+        spec=spec,
+        spec_hash=content_hash(spec),
+        source=source,
+        prevent_destroy=prevent_destroy,
     )
 
 

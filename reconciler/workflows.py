@@ -75,6 +75,8 @@ def plan_from_manifests(
     manifests: tuple[Path, ...] = (),
     environ: Mapping[str, str] = os.environ,
     remote: RemoteFacts | None = None,
+    prune: bool = False,
+    destroy: bool = False,
 ) -> Plan:
     """The plan of ``desired`` against the state, once the environment's provider overrides are known good.
     ``manifests``, the paths ``desired`` was loaded from, are recorded for ``apply PLANFILE`` (see
@@ -96,6 +98,8 @@ def plan_from_manifests(
         targets=targets,
         replace=replace,
         remote=remote,
+        prune=prune,
+        destroy=destroy,
     )
     return dataclasses.replace(made, manifests=tuple(_recorded_path(p) for p in manifests))
 

@@ -47,6 +47,8 @@ class ProviderModule(Protocol):
 
     def updates(self, actions: list[Action]) -> Iterator[Call | NotSent]: ...
 
+    def deletions(self, actions: list[Action]) -> Iterator[Call | NotSent]: ...
+
     def resolution(self, intent: Intent) -> Call: ...
 
 
@@ -103,10 +105,11 @@ class Applier:
             self._run_calls(self._by_provider(creates, "creations"))
         else:
             self._result.skipped += len(creates)
-        if self._result.stopped_by is None and not self.stop.is_set():
-            self._run_calls(self._by_provider(updates, "updates"))
-        else:
-            self._result.skipped += len(updates)
+        for actions, calls in ((updates, "updates"), (plan.of_type(ActionType.DELETE), "deletions")):
+            if self._result.stopped_by is None and not self.stop.is_set():
+                self._run_calls(self._by_provider(actions, calls))
+            else:
+                self._result.skipped += len(actions)
         self._result.interrupted = self.stop.is_set() and self._result.stopped_by is None
         return self._result
 
@@ -225,6 +228,10 @@ class Applier:
         for address, why in settlement.refused:
             self._result.failed.append((address, why))
             self._emit(ApplyEvent(EventType.FAILED, address, op, message=why))
+        for address in settlement.forget:
+            self.store.forget(address=address)
+            self._result.deleted += 1
+            self._emit(ApplyEvent(EventType.DELETED, address, op))
         if settlement.adopted is not None:
             self._result.adopted += 1
             self._emit(ApplyEvent(EventType.ADOPTED, call.intent.addresses[0], op, settlement.adopted))

@@ -14,6 +14,7 @@ class EventType(StrEnum):
     INTENT = "intent"  #: an intent was committed; its call is about to be sent
     CREATED = "created"  #: an address (or, for a large batch, ``size`` of them) was created
     UPDATED = "updated"  #: an address's remote object was changed in place
+    DELETED = "deleted"  #: an address's remote object was deleted (or retired) and the address dropped
     ADOPTED = "adopted"  #: the object an interrupted create made was found and recorded
     FAILED = "failed"  #: the API refused an address, or it was not sent
     UNRESOLVED = "unresolved"  #: what became of an address is still unknown; the next apply looks again
@@ -37,6 +38,7 @@ class ApplyResult:
 
     created: int = 0
     updated: int = 0
+    deleted: int = 0
     adopted: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     unresolved: list[tuple[str, str]] = field(default_factory=list)

@@ -22,7 +22,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from reconciler.applier.events import ApplyEvent, EventType
-from reconciler.applier.work import Call, NotSent, Settlement, operation_id, pending_resources, update_call
+from reconciler.applier.work import (
+    Call,
+    NotSent,
+    Settlement,
+    delete_call,
+    operation_id,
+    pending_resources,
+    update_call,
+)
 from reconciler.errors import (
     AmbiguousAdoptionError,
     OutcomeUnknownError,
@@ -35,6 +43,7 @@ from reconciler.state.base import Intent, Outcome, StateStore, Status
 
 INTENT_ACTION = "perftest_create"
 UPDATE_ACTION = "perftest_update"
+DELETE_ACTION = "perftest_delete"
 #: Sends of one create whose outcome stayed unknown each time, before it is left for the next run.
 RESENDS = 3
 #: Seconds between the two listings that must both miss a task before it is resent (a listing may lag).
@@ -101,9 +110,16 @@ class PerfTestModule:
             detail = {"task_id": int(action.remote_id or 0), "body": action.spec or {}}
             yield update_call(self.lineage, action, intent_action=UPDATE_ACTION, detail=detail, run=self._update)
 
+    def deletions(self, actions: list[Action]) -> Iterator[Call | NotSent]:
+        for action in actions:
+            detail = {"task_id": int(action.remote_id or 0)}
+            yield delete_call(self.lineage, action, intent_action=DELETE_ACTION, detail=detail, run=self._delete)
+
     def resolution(self, intent: Intent) -> Call:
         if intent.action == UPDATE_ACTION:
             return Call(intent, None, functools.partial(self._update, intent))
+        if intent.action == DELETE_ACTION:
+            return Call(intent, None, functools.partial(self._delete, intent))
         return Call(intent, None, functools.partial(self._resolve, intent))
 
     def _same_named(
@@ -179,6 +195,17 @@ class PerfTestModule:
         return existing
 
     # --- on a worker thread ------------------------------------------------------------------------------------
+
+    def _delete(self, intent: Intent) -> Settlement:
+        """A task already gone is deleted as far as anyone can tell: done, not failed."""
+        address, task_id = intent.addresses[0], int(intent.detail["task_id"])
+        try:
+            self.client.delete_task(task_id)
+        except PermanentProviderError as err:
+            return Settlement(resolved=True, refused=[(address, f"not deleted: {err}")])
+        except ProviderError as err:
+            return Settlement(unresolved=[address], why=f"{err}; run apply again to delete it")
+        return Settlement(resolved=True, forget=[address])
 
     def _update(self, intent: Intent) -> Settlement:
         address, task_id = intent.addresses[0], int(intent.detail["task_id"])

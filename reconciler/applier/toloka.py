@@ -29,13 +29,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from reconciler.applier.toloka_patch import PATCH_ACTION, patch_detail, patch_suite
+from reconciler.applier.toloka_patch import PATCH_ACTION, RETIRE_ACTION, patch_detail, patch_suite, retire_suite
 from reconciler.applier.work import (
     Call,
     NotSent,
     Settlement,
     batch_fingerprint,
     batch_operation_id,
+    delete_call,
     pending_resources,
     update_call,
 )
@@ -120,12 +121,19 @@ class TolokaModule:
                 self.lineage, action, intent_action=PATCH_ACTION, detail=patch_detail(action), run=self._patch
             )
 
+    def deletions(self, actions: list[Action]) -> Iterator[Call | NotSent]:
+        for action in actions:
+            detail = {"suite_id": action.remote_id}
+            yield delete_call(self.lineage, action, intent_action=RETIRE_ACTION, detail=detail, run=self._retire)
+
     def resolution(self, intent: Intent) -> Call:
         """Read the operation; if Toloka never accepted it, send the recorded request again under its id. An
         intent whose addresses halves of a split hold in part was refused as too large: its own go to a new
         batch. Read here, on the writing thread: the state is not read from workers."""
         if intent.action == PATCH_ACTION:
             return Call(intent, None, functools.partial(self._patch, intent))
+        if intent.action == RETIRE_ACTION:
+            return Call(intent, None, functools.partial(self._retire, intent))
         records = self.store.get_many(addresses=intent.addresses)
         op = intent.operation_id
         own = [a for a in intent.addresses if (r := records.get(a)) is None or r.operation_id == op]
@@ -154,6 +162,12 @@ class TolokaModule:
         return Call(intent, members, functools.partial(self._send, intent, members, (items, options)))
 
     # --- on a worker thread ------------------------------------------------------------------------------------
+
+    def _retire(self, intent: Intent) -> Settlement:
+        retired, refused, unknown = retire_suite(self.client, intent)
+        if unknown is not None:
+            return Settlement(unresolved=intent.addresses, why=unknown)
+        return Settlement(resolved=True, refused=refused, forget=list(intent.addresses) if retired else [])
 
     def _patch(self, intent: Intent) -> Settlement:
         outcomes, refused, unknown = patch_suite(self.client, intent)

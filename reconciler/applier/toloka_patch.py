@@ -1,4 +1,5 @@
-"""Changing a Toloka suite in place: ``PATCH /task-suites/{id}`` with the three fields it takes.
+"""Changing a Toloka suite in place: ``PATCH /task-suites/{id}`` with the three fields it takes; and retiring
+one, since Toloka has no delete: ``PATCH /task-suites/{id}/set-overlap-or-min`` to 0, so it is issued no more.
 
 The patch carries the desired value of each of them, not a difference (a field the manifest leaves out is sent
 as the server's default), so sending it again changes nothing more: an update whose outcome is unknown is
@@ -16,6 +17,7 @@ from reconciler.providers.toloka import TolokaClient
 from reconciler.state.base import Intent, Outcome, Status
 
 PATCH_ACTION = "toloka_patch"
+RETIRE_ACTION = "toloka_retire"
 #: What a suite holds when its spec leaves the field out.
 PATCH_DEFAULTS = {"infinite_overlap": False, "issuing_order_override": 0}
 
@@ -40,3 +42,18 @@ def patch_suite(client: TolokaClient, intent: Intent) -> tuple[list[Outcome], li
     except ProviderError as err:
         return [], [], f"{err}; run apply again to update it"
     return [Outcome(address, Status.CREATED, suite_id)], [], None
+
+
+def retire_suite(client: TolokaClient, intent: Intent) -> tuple[bool, list[tuple[str, str]], str | None]:
+    """Whether the intent's suite is retired (its overlap set to 0, or to the least its progress allows: it is
+    issued no more) or gone; else the refusal, or why it is still unknown."""
+    address, suite_id = intent.addresses[0], str(intent.detail["suite_id"])
+    try:
+        client.set_overlap_or_min(suite_id, 0)
+    except PermanentProviderError as err:
+        if err.status == 404 and err.code == "DOES_NOT_EXIST":
+            return True, [], None
+        return False, [(address, f"not retired: {err}")], None
+    except ProviderError as err:
+        return False, [], f"{err}; run apply again to retire it"
+    return True, [], None

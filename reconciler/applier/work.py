@@ -39,6 +39,11 @@ def update_operation_id(lineage: str, address: str, written_by: str | None, spec
     return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|update|{address}|{written_by or 'imported'}|{spec_hash}"))
 
 
+def delete_operation_id(lineage: str, address: str, written_by: str | None) -> str:
+    """The id of a call that deletes (or retires) an existing object, made from the intent that last wrote it."""
+    return str(uuid.uuid5(OPERATION_NAMESPACE, f"{lineage}|delete|{address}|{written_by or 'imported'}"))
+
+
 class Member(Protocol):
     """What names an address's part in a call: an ``Action``, or a ``PendingResource`` an intent recorded."""
 
@@ -84,6 +89,24 @@ def update_call(
     return Call(intent, [member], functools.partial(run, intent))
 
 
+def delete_call(
+    lineage: str, action: Action, *, intent_action: str, detail: dict[str, Any], run: Callable[[Intent], Settlement]
+) -> Call:
+    """A delete (or retirement) of one address under its own intent. Its member gets no outcome: once the call
+    is done the intent is resolved and the address dropped (``Settlement.forget``), so a crash in between leaves
+    the resource recorded, and the next ``--prune`` sends the delete again (gone is done)."""
+    intent = Intent(
+        operation_id=delete_operation_id(lineage, action.address, action.operation_id),
+        provider=action.provider,
+        action=intent_action,
+        addresses=(action.address,),
+        fingerprint=action.spec_hash or "",
+        detail=detail,
+    )
+    member = PendingResource(action.address, action.kind, action.provider, {}, action.spec_hash or "", action.attempt)
+    return Call(intent, [member], functools.partial(run, intent))
+
+
 def pending_resources(actions: Sequence[Action]) -> list[PendingResource]:
     """What an intent will create, one per action; a replacement names the remote id it supersedes."""
     replace = ActionType.REPLACE
@@ -125,6 +148,8 @@ class Settlement:
     updated: bool = False
     #: Addresses the API refused to change, which keep the resource they had.
     refused: list[tuple[str, str]] = field(default_factory=list)
+    #: Addresses whose object is gone (deleted, retired, or found gone): dropped from the state once resolved.
+    forget: list[str] = field(default_factory=list)
 
 
 @dataclass

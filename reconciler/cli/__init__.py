@@ -12,7 +12,7 @@ import sys
 import click
 
 from reconciler.cli import commands
-from reconciler.cli.apply import apply
+from reconciler.cli.apply import apply, destroy
 from reconciler.cli.drift import drift
 from reconciler.cli.options import exit_closed_pipe, group_options
 from reconciler.cli.state import state
@@ -53,7 +53,7 @@ def cli() -> None:
     """
 
 
-for command in (commands.validate, commands.plan, commands.show, apply, drift, commands.schema, state):
+for command in (commands.validate, commands.plan, commands.show, apply, destroy, drift, commands.schema, state):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""``apply``: plan (or take a saved plan), show it, ask, and create exactly once."""
+"""``apply`` and ``destroy``: plan (or take a saved plan), show it, ask, and act on it exactly once."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import readback, workflows
-from reconciler.cli.commands import REFRESH_HELP, manifests_of_paths, plan_of_manifests, state_place_key
+from reconciler.cli.commands import PRUNE_HELP, REFRESH_HELP, manifests_of_paths, plan_of_manifests, state_place_key
 from reconciler.cli.drift import READS_AT_ONCE
 from reconciler.cli.locking import lock_timeout_option, locked
 from reconciler.cli.options import (
@@ -61,6 +62,17 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@dataclass(frozen=True)
+class _Choices:
+    """What the command line asks the plan that apply makes to do (a saved plan takes none of them)."""
+
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    refresh: bool = False
+    prune: bool = False
+    destroy: bool = False
+
+
 @click.command(epilog=PATHS_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (pipelines).")
@@ -75,6 +87,7 @@ def _interrupts_to(stop: threading.Event) -> Iterator[None]:
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Apply only this address (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: the plan, every outcome, a summary.")
 @click.option("--refresh", is_flag=True, help=REFRESH_HELP)
+@click.option("--prune", is_flag=True, help=PRUNE_HELP)
 @lock_timeout_option
 @common_options(sandbox=SANDBOX_HELP)
 @guarded
@@ -87,9 +100,11 @@ def apply(
     targets: tuple[str, ...],
     as_json: bool,
     refresh: bool,
+    prune: bool,
     lock_timeout: float,
 ) -> None:
-    """Create what the manifests (or a saved PLANFILE) say is missing, exactly once.
+    """Create what the manifests (or a saved PLANFILE) say is missing, and update in place what changed,
+    exactly once.
 
     \b
     reconciler apply examples/                  plan, show, ask, create
@@ -98,9 +113,68 @@ def apply(
     An interrupted apply (crash, kill, Ctrl-C) is safe to run again: it first finds out what became of the
     calls in flight, and never creates anything twice. Exit status: 0 done, 1 something failed, 130 interrupted.
     """
+    choices = _Choices(targets, replace, refresh, prune)
+    _apply(
+        common,
+        paths,
+        choices,
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        as_json=as_json,
+        lock_timeout=lock_timeout,
+    )
+
+
+@click.command(epilog=PATHS_HELP)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Remote calls at once.")
+@click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Destroy only this address (repeat).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: the plan, every outcome, a summary.")
+@lock_timeout_option
+@common_options(sandbox=SANDBOX_HELP)
+@guarded
+def destroy(
+    common: Common,
+    paths: tuple[Path, ...],
+    auto_approve: bool,
+    parallelism: int,
+    targets: tuple[str, ...],
+    as_json: bool,
+    lock_timeout: float,
+) -> None:
+    """Delete every PerfTest task and retire every Toloka suite the state holds for the manifests at PATHS.
+
+    Toloka has no delete: a suite is retired, its overlap set to 0 (or to the least its progress allows), so it
+    is issued no more. Each is dropped from the state once done. A resource whose manifest sets
+    `metadata.lifecycle.prevent_destroy: true` makes the whole plan refused; nothing is sent.
+    """
+    _apply(
+        common,
+        paths,
+        _Choices(targets=targets, destroy=True),
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        as_json=as_json,
+        lock_timeout=lock_timeout,
+    )
+
+
+def _apply(
+    common: Common,
+    paths: tuple[Path, ...],
+    choices: _Choices,
+    *,
+    auto_approve: bool,
+    parallelism: int,
+    as_json: bool,
+    lock_timeout: float,
+) -> None:
     from_file = len(paths) == 1 and is_plan_file(paths[0])
-    if from_file and (replace or targets or refresh):
-        raise click.UsageError("--replace, --target and --refresh go to `reconciler plan` when you apply a saved plan")
+    if from_file and choices != _Choices():
+        raise click.UsageError(
+            "--replace, --target, --refresh and --prune go to `reconciler plan` when you apply a saved plan"
+        )
     printer = common.printer()
     saved = desired = None
     if from_file:
@@ -108,16 +182,14 @@ def apply(
         desired = manifests_of_paths(common, workflows.manifests_of(saved, paths[0]))
     else:
         desired = manifests_of_paths(common, paths)
-        if targets or replace:
-            _check_selection(common, desired, targets=targets, replace=replace)
+        if choices.targets or choices.replace:
+            _check_selection(common, desired, targets=choices.targets, replace=choices.replace)
     with (
         sandboxed(common) as sandbox_target,
         opened(common, lineage=_lineage_of_new_state(common, paths[0]) if from_file else None) as store,
-        locked(store, operation="apply", lock_timeout=lock_timeout) as lease,
+        locked(store, operation="destroy" if choices.destroy else "apply", lock_timeout=lock_timeout) as lease,
     ):
-        the_plan = _plan_for_apply(
-            common, store, paths, saved, desired, targets=targets, replace=replace, refresh=(sandbox_target, refresh)
-        )
+        the_plan = _plan_for_apply(common, store, paths, saved, desired, choices, sandbox_target)
         if as_json:
             for event in plan_events(the_plan):
                 write_event(sys.stdout, event)
@@ -126,7 +198,7 @@ def apply(
             common.announce(printer)
         if not the_plan.applied():
             if not as_json and the_plan.has_changes:
-                echo("\nNothing to create.")
+                echo("\nNothing to do.")
             return
         if not auto_approve:
             _confirm()
@@ -169,33 +241,39 @@ def _plan_for_apply(
     paths: tuple[Path, ...],
     saved: Plan | None,
     desired: DesiredState | None,
-    *,
-    targets: tuple[str, ...],
-    replace: tuple[str, ...],
-    refresh: tuple[SandboxTarget | None, bool],
+    choices: _Choices,
+    sandbox_target: SandboxTarget | None,
 ) -> Plan:
-    """The plan apply runs, under the lock: the saved one if it is still current, or one made now (``refresh``:
-    the sandbox, and whether to read the remote first)."""
+    """The plan apply runs, under the lock: the saved one if it is still current, or one made now."""
     if saved is not None:
         _refuse_plan_of_no_state(common, store, paths[0])
         return workflows.plan_to_apply(
             store, saved, workspace=common.effective_workspace, planfile=paths[0], manifests=desired
         )
     assert desired is not None
-    sandbox_target, refreshing = refresh
-    if refreshing:
+    if choices.refresh:
         made = readback.refreshed_plan(
             store,
             desired,
             workspace=common.effective_workspace,
             sandbox=sandbox_target,
             parallelism=READS_AT_ONCE,
-            targets=targets,
-            replace_addresses=replace,
+            targets=choices.targets,
+            replace_addresses=choices.replace,
             manifests=paths,
+            prune=choices.prune,
         )
     else:
-        made = plan_of_manifests(common, store, desired, paths, targets=targets, replace=replace)
+        made = plan_of_manifests(
+            common,
+            store,
+            desired,
+            paths,
+            targets=choices.targets,
+            replace=choices.replace,
+            prune=choices.prune,
+            destroy=choices.destroy,
+        )
     return workflows.plan_to_apply(store, made, workspace=common.effective_workspace)
 
 

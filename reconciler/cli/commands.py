@@ -117,10 +117,25 @@ def plan_of_manifests(
     *,
     targets: tuple[str, ...] = (),
     replace: tuple[str, ...] = (),
+    prune: bool = False,
+    destroy: bool = False,
 ) -> Plan:
     return workflows.plan_from_manifests(
-        store, desired, workspace=common.effective_workspace, targets=targets, replace=replace, manifests=paths
+        store,
+        desired,
+        workspace=common.effective_workspace,
+        targets=targets,
+        replace=replace,
+        manifests=paths,
+        prune=prune,
+        destroy=destroy,
     )
+
+
+PRUNE_HELP = (
+    "Delete what the state holds and the manifests no longer declare: PerfTest tasks are deleted, Toloka suites "
+    "retired (overlap set to 0; Toloka has no delete)."
+)
 
 
 REFRESH_HELP = (
@@ -168,6 +183,7 @@ def _plan_markdown(
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only this address (repeat).")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS.")
 @click.option("--refresh", is_flag=True, help=REFRESH_HELP)
+@click.option("--prune", is_flag=True, help=PRUNE_HELP)
 @common_options(sandbox=SANDBOX_HELP)
 @guarded
 def plan(
@@ -180,6 +196,7 @@ def plan(
     targets: tuple[str, ...],
     replace: tuple[str, ...],
     refresh: bool,
+    prune: bool,
 ) -> None:
     """Compare manifests with the recorded state and show what `apply` would do.
 
@@ -211,9 +228,10 @@ def plan(
                     targets=targets,
                     replace_addresses=replace,
                     manifests=paths,
+                    prune=prune,
                 )
         else:
-            result = plan_of_manifests(common, store, desired, paths, targets=targets, replace=replace)
+            result = plan_of_manifests(common, store, desired, paths, targets=targets, replace=replace, prune=prune)
     finally:
         store.close()
     refused = workflows.refusal(result)

@@ -158,7 +158,14 @@ def display_source(manifest_display: str, source: str) -> str:
 
 
 def generate_suites(
-    spec: TaskSuiteSetSpec, data: Path, fmt: str, *, display: str, address: str, provider: str
+    spec: TaskSuiteSetSpec,
+    data: Path,
+    fmt: str,
+    *,
+    display: str,
+    address: str,
+    provider: str,
+    prevent_destroy: bool = False,
 ) -> SuiteSet:
     """Read ``data`` once and build the resource of every suite of the set at ``address`` (each at
     ``address/key``), collecting every problem instead of stopping.
@@ -167,7 +174,7 @@ def generate_suites(
     one kind of object and then copied into another."""
     out = SuiteSet()
     report = Reporter(display, address, out.problems)
-    factory = _SuiteFactory(spec, address, provider, display)
+    factory = _SuiteFactory(spec, address, provider, display, prevent_destroy)
     checker = _Rows(spec, report, keys_name_suites=not spec.group_by)
     if fmt == "jsonl" and _one_row_per_suite(spec) and factory.hasher.rows_fast:
         _row_suites(spec, data, factory, checker, out.suites)
@@ -211,7 +218,7 @@ def _row_suites(
     key_name, unsafe, loads, plain_row = spec.key, _UNSAFE_KEY.search, orjson.loads, is_plain_row
     base, options, spec_hash, row_hash = factory.base, factory.options, factory.hasher, factory.hasher.of_plain_row
     address_prefix, provider, display = factory.address_prefix, factory.provider, factory.display
-    new_resource, new_source, kind = Resource, SourceRef, TASK_SUITE_SET
+    new_resource, new_source, kind, guarded = Resource, SourceRef, TASK_SUITE_SET, factory.prevent_destroy
     with data.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             try:
@@ -235,7 +242,9 @@ def _row_suites(
             suite = base.copy()
             suite["tasks"] = tasks
             suite["options"] = options
-            suites[address] = new_resource(address, kind, provider, suite, digest, new_source(display, number))
+            suites[address] = new_resource(
+                address, kind, provider, suite, digest, new_source(display, number), (), guarded
+            )
 
 
 def _checked_key(
@@ -421,7 +430,10 @@ class _SuiteFactory:
     suite would re-check, once per row, what cannot fail.
     """
 
-    def __init__(self, spec: TaskSuiteSetSpec, set_address: str, provider: str, display: str) -> None:
+    def __init__(
+        self, spec: TaskSuiteSetSpec, set_address: str, provider: str, display: str, prevent_destroy: bool = False
+    ) -> None:
+        self.prevent_destroy = prevent_destroy
         self.address_prefix = f"{set_address}/"
         self.provider = provider
         self.display = display
@@ -435,4 +447,13 @@ class _SuiteFactory:
         spec = {**self.base, "tasks": tasks, "options": self.options}
         digest = self.hasher(tasks)
         source = SourceRef(self.display, lines[0])
-        return Resource(self.address_prefix + key, TASK_SUITE_SET, self.provider, spec, digest, source, row_keys)
+        return Resource(
+            self.address_prefix + key,
+            TASK_SUITE_SET,
+            self.provider,
+            spec,
+            digest,
+            source,
+            row_keys,
+            self.prevent_destroy,
+        )

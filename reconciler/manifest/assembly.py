@@ -214,7 +214,11 @@ class Assembler:
             kind, spec = TASK_SUITE, task_suite_spec(model.spec)
         else:
             return {}
-        return {address: make_resource(address=address, kind=kind, provider=provider, spec=spec, source=source)}
+        guarded = bool(model.metadata.lifecycle and model.metadata.lifecycle.prevent_destroy)
+        resource = make_resource(
+            address=address, kind=kind, provider=provider, spec=spec, source=source, prevent_destroy=guarded
+        )
+        return {address: resource}
 
     def _roots_of(self, doc: Document) -> list[Path]:
         """Where a document's data file may be: the named directories, and its file's own directory if that file
@@ -234,6 +238,9 @@ class Assembler:
         display = datasource.display_source(doc.file.display, spec.source)
         self.rank.setdefault(display, self.rank.get(doc.file.display, -1.0) + 0.5)
         address = address_of(TASK_SUITE_SET, model.metadata.name)
-        made = datasource.generate_suites(spec, data, fmt, display=display, address=address, provider=provider)
+        guarded = bool(model.metadata.lifecycle and model.metadata.lifecycle.prevent_destroy)
+        made = datasource.generate_suites(
+            spec, data, fmt, display=display, address=address, provider=provider, prevent_destroy=guarded
+        )
         self.problems.extend(made.problems)
         return made.suites

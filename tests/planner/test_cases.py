@@ -8,7 +8,7 @@ A case folder holds:
   and what ``load_specs`` returns for it) or only a ``spec_hash`` (then the planner may not ask for its spec);
 - ``options.json`` (optional): ``targets`` and ``replace``, as ``--target`` and ``--replace`` give them, and
   ``remote``, what a refresh read (``gone``: addresses; ``drifted``: address to ``[path, sent, remote]``
-  triples; ``imports``: address to remote id);
+  triples; ``imports``: address to remote id), and ``prune`` and ``destroy`` as ``--prune`` and ``destroy``;
 - ``expected.txt``: the plan as the stable text ``plan_text`` writes, or ``expected_error.txt``: the message
   of the ``PlanError`` the planner must raise instead.
 
@@ -111,7 +111,8 @@ def test_case(name: str, tmp_path: Path) -> None:
     specs = {entry["address"]: entry["spec"] for entry in entries if "spec" in entry}
     options_file = case / "options.json"
     options = json.loads(options_file.read_text(encoding="utf-8")) if options_file.is_file() else {}
-    assert set(options) <= {"targets", "replace", "remote"}, f"{options_file}: targets, replace and remote only"
+    known = {"targets", "replace", "remote", "prune", "destroy"}
+    assert set(options) <= known, f"{options_file}: only {', '.join(sorted(known))}"
     remote = options.get("remote", {})
     facts = RemoteFacts(
         gone=frozenset(remote.get("gone", ())),
@@ -142,6 +143,8 @@ def test_case(name: str, tmp_path: Path) -> None:
             targets=options.get("targets", ()),
             replace=options.get("replace", ()),
             remote=facts if remote else None,
+            prune=options.get("prune", False),
+            destroy=options.get("destroy", False),
         )
     except PlanError as err:
         if not error_file.is_file():

@@ -543,6 +543,8 @@ def test_with_json_the_summary_is_one_json_line_with_counts_and_ok() -> None:
         {
             "type": "apply_summary",
             "created": 4,
+            "updated": 0,
+            "deleted": 0,
             "adopted": 1,
             "failed": 1,
             "unresolved": 2,

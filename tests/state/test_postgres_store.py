@@ -589,7 +589,7 @@ def test_two_checkouts_sharing_a_postgresql_state_take_turns_and_create_everythi
     assert waiter is not None
     out, err = waiter.communicate(timeout=120)
     assert waiter.returncode == 0, out + err
-    assert "waiting up to 120s" in err and "Nothing to create" not in err
+    assert "waiting up to 120s" in err and "Nothing to do" not in err
     assert "No changes" in out or "0 to create" in out, out
     assert_exactly_once(alice, tasks=4, rows=20)
     assert not list(tmp_path.rglob("default.db")), "a SQLite state was made beside the PostgreSQL one"
