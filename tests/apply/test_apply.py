@@ -148,7 +148,7 @@ def test_a_change_is_refused_without_replace_and_replaced_with_it(project: Calla
     proj = project(tasks=2, rows=0)
     assert proj.apply().returncode == 0
     tasks = proj.manifests / "perftest/tasks.yaml"
-    tasks.write_text(tasks.read_text().replace("case_id_list: [1, 2]", "case_id_list: [1, 2, 3]"))
+    tasks.write_text(tasks.read_text().replace("project_id: 101", "project_id: 103", 1))
     refused = proj.apply()
     assert refused.returncode == 1
     assert "--replace PerfTestTask/load-000" in refused.stderr

@@ -181,7 +181,7 @@ def _with_one_changed_spec(tmp_path: Path) -> None:
     examples = _examples_in(tmp_path)
     _record_created(tmp_path, examples)
     checkout = examples / "perftest" / "checkout.yaml"
-    checkout.write_text(checkout.read_text().replace("parallel: false", "parallel: true", 1))
+    checkout.write_text(checkout.read_text().replace("project_id: 393862", "project_id: 393863", 1))
 
 
 def test_detailed_exitcode_is_1_with_the_reason_for_a_plan_apply_would_refuse(run_cli: RunCli, tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_plan_of_a_change_shows_it_and_says_apply_would_refuse_it(run_cli: RunCl
     done = run_cli("plan", "examples")
     assert done.returncode == 0, done.stderr
     plan_part, _, warning = done.stdout.partition("Warning: apply would refuse this plan")
-    assert "~ parallel: false -> true" in plan_part
+    assert "~ project_id: 393862 -> 393863" in plan_part
     assert "--replace PerfTestTask/checkout-smoke" in warning
 
 

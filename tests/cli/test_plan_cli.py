@@ -77,7 +77,7 @@ def test_plan_against_a_state_holding_everything_has_no_changes(run_cli: RunCli,
     assert "No changes" in done.stdout
 
 
-def test_one_edited_spec_is_exactly_one_change_with_its_diff(run_cli: RunCli, tmp_path: Path) -> None:
+def test_one_edited_spec_is_exactly_one_update_or_change_with_its_diff(run_cli: RunCli, tmp_path: Path) -> None:
     examples = tmp_path / "examples"
     shutil.copytree(EXAMPLES, examples)
     record_all_as_created(tmp_path, examples)
@@ -86,11 +86,16 @@ def test_one_edited_spec_is_exactly_one_change_with_its_diff(run_cli: RunCli, tm
     assert "parallel: false" in text
     checkout.write_text(text.replace("parallel: false", "parallel: true", 1))
     done = run_cli("plan", "examples", "--detailed-exitcode")
-    assert done.returncode == 1, "apply would refuse a change without --replace: an error, not changes (2)"
+    assert done.returncode == 2, "a field the API changes in place is an update apply makes: changes (2)"
     changed = [line for line in done.stdout.splitlines() if line.startswith("  ~ ")]
     assert len(changed) == 1
     assert "~ parallel: false -> true" in done.stdout
-    assert "0 to create" in done.stdout
+    assert "0 to create" in done.stdout and "1 to update in place" in done.stdout
+
+    checkout.write_text(text.replace("project_id: 393862", "project_id: 393863", 1))
+    done = run_cli("plan", "examples", "--detailed-exitcode")
+    assert done.returncode == 1, "apply would refuse a change without --replace: an error, not changes (2)"
+    assert "project_id cannot be changed in place" in done.stdout
 
 
 def test_saved_plan_shows_the_same_actions(run_cli: RunCli, tmp_path: Path) -> None:
