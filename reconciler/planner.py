@@ -185,11 +185,17 @@ class _Found:
                     )
                 )
             elif replacing and replaced(address):
+                if resource.prevent_destroy:
+                    raise PlanError(
+                        f"{address} has lifecycle.prevent_destroy set, and --replace would delete (or retire) the "
+                        "object it replaces; nothing was sent. Remove the setting first if it really is to go"
+                    )
                 self.replaces.append(
                     _from_resource(
                         ActionType.REPLACE,
                         resource,
-                        "replacement requested with --replace",
+                        "replacement requested with --replace: a new object is created, then the old one deleted "
+                        "(a suite: retired)",
                         attempt=rec.attempt + 1,
                         remote_id=rec.remote_id,
                     )

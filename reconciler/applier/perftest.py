@@ -101,6 +101,8 @@ class PerfTestModule:
                 fingerprint=action.spec_hash or "",
                 detail={"test_project_id": project, "name": name, "preexisting_ids": before, "body": spec},
             )
+            if action.type is ActionType.REPLACE and action.remote_id:
+                intent.detail["replaces"] = action.remote_id
             yield Call(intent, pending_resources([action]), functools.partial(self._create, intent, warnings))
 
     def updates(self, actions: list[Action]) -> Iterator[Call | NotSent]:
@@ -218,15 +220,35 @@ class PerfTestModule:
         return Settlement([Outcome(address, Status.CREATED, str(task_id))], resolved=True, updated=True)
 
     def _create(self, intent: Intent, warnings: list[ApplyEvent]) -> Settlement:
-        settlement = self._send_and_settle(intent, RESENDS)
+        settlement = self._delete_replaced(intent, self._send_and_settle(intent, RESENDS))
         settlement.events[:0] = warnings
         return settlement
 
     def _resolve(self, intent: Intent) -> Settlement:
         found = self._find(intent)
-        if found is not None:
-            return found
-        return self._send_and_settle(intent, RESENDS)
+        if found is None:
+            found = self._send_and_settle(intent, RESENDS)
+        return self._delete_replaced(intent, found)
+
+    def _delete_replaced(self, intent: Intent, settled: Settlement) -> Settlement:
+        """Once a replacement is created, the task it replaces is deleted, under the create's own intent: a run
+        that dies before it is done leaves the intent open, and its resolution deletes again (gone is done)."""
+        old = intent.detail.get("replaces")
+        if not old or not any(o.status is Status.CREATED for o in settled.outcomes):
+            return settled
+        address = intent.addresses[0]
+        try:
+            self.client.delete_task(int(old))
+        except PermanentProviderError as err:
+            settled.refused.append((address, f"created, but the task {old} it replaces is still there: {err}"))
+        except ProviderError as err:
+            return Settlement(
+                settled.outcomes,
+                unresolved=[address],
+                why=f"the task {old} it replaces is not deleted yet: {err}; run apply again",
+                events=settled.events,
+            )
+        return settled
 
     def _send_and_settle(self, intent: Intent, sends: int) -> Settlement:
         address, op = intent.addresses[0], intent.operation_id

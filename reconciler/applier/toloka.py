@@ -29,7 +29,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from reconciler.applier.toloka_patch import PATCH_ACTION, RETIRE_ACTION, patch_detail, patch_suite, retire_suite
+from reconciler.applier.toloka_patch import (
+    PATCH_ACTION,
+    RETIRE_ACTION,
+    patch_detail,
+    patch_suite,
+    retire_replaced,
+    retire_suite,
+)
 from reconciler.applier.work import (
     Call,
     NotSent,
@@ -258,7 +265,10 @@ class TolokaModule:
             f"operation {intent.operation_id} ended {read.status} without saying what became of these suites; "
             "run apply again to re-read it"
         )
-        return Settlement(read.outcomes, resolved=not read.missing, unresolved=read.missing, why=why)
+        refused, unknown = retire_replaced(self.client, read.outcomes, intent.detail.get("replaces") or {})
+        if unknown is not None:
+            return Settlement(read.outcomes, unresolved=intent.addresses, why=f"{unknown}; run apply again")
+        return Settlement(read.outcomes, resolved=not read.missing, unresolved=read.missing, why=why, refused=refused)
 
     def _recognise(self, intent: Intent, members: list[PendingResource], operation: Operation) -> Settlement:
         """The suites the operation created, found in its pool by exactly the content sent, one to one. Toloka

@@ -57,3 +57,29 @@ def retire_suite(client: TolokaClient, intent: Intent) -> tuple[bool, list[tuple
     except ProviderError as err:
         return False, [], f"{err}; run apply again to retire it"
     return True, [], None
+
+
+def retire_replaced(
+    client: TolokaClient, outcomes: list[Outcome], replaced: dict[str, str]
+) -> tuple[list[tuple[str, str]], str | None]:
+    """Retire the suite each created replacement replaces, under the create's own intent: a run that dies before
+    it is done leaves that intent open, and its resolution retires again (harmless: the overlap is 0 already).
+    Returns the refusals (the old suite stays issued) and, if some retirement's outcome is unknown, why."""
+    refused: list[tuple[str, str]] = []
+    for outcome in outcomes:
+        old = replaced.get(outcome.address)
+        if outcome.status is not Status.CREATED or not old:
+            continue
+        intent = Intent(
+            operation_id="",
+            provider="",
+            action=RETIRE_ACTION,
+            addresses=(outcome.address,),
+            fingerprint="",
+            detail={"suite_id": old},
+        )
+        _, refusals, unknown = retire_suite(client, intent)
+        if unknown is not None:
+            return refused, f"the suite {old} it replaces is not retired yet: {unknown}"
+        refused += [(a, f"created, but the suite {old} it replaces is still issued: {why}") for a, why in refusals]
+    return refused, None

@@ -157,7 +157,9 @@ def test_a_change_is_refused_without_replace_and_replaced_with_it(project: Calla
     replaced = proj.apply("--replace", "PerfTestTask/load-000")
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
     new_id = proj.recorded()["PerfTestTask/load-000"].remote_id
-    assert new_id != old_id and len(proj.sandbox.objects()["perftest_tasks"]) == 3
+    tasks = {str(t["id"]): t for t in proj.sandbox.objects()["perftest_tasks"]}
+    assert new_id != old_id and len(tasks) == 2 and old_id not in tasks  # the old one deleted once replaced
+    assert tasks[new_id]["project_id"] == 103
     history = proj.run("state", "history", "PerfTestTask/load-000").stdout
     assert "replaced" in history and old_id in history
 
