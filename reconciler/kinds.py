@@ -74,6 +74,11 @@ class Lifecycle(_Strict):
         default=False,
         description="Refuse any plan that would delete this resource, or retire it (a suite of a set: each suite).",
     )
+    ignore_changes: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Spec fields (top-level names, e.g. overlap) whose changes in the manifest are not acted on: "
+        "the value the object was created or last updated with is kept.",
+    )
 
 
 class Metadata(_Strict):

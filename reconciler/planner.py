@@ -7,6 +7,7 @@ recorded specs of exactly those resources, which keeps the database out of this 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,7 @@ def make_plan(
         workspace=workspace,
         manifest_digest=manifest_digest,
         actions=(*found.resolves, *found.imports, *found.creates, *found.replaces, *found.changes, *found.orphans),
-        noop_count=found.noop + found.split_noop,
+        noop_count=found.noop + found.late_noop,
         providers={name: {"type": p.type, "spec": p.spec} for name, p in providers.items()},
         created_at=created_at,
     )
@@ -135,8 +136,9 @@ class _Found:
     orphans: list[Action] = field(default_factory=list)
     changed: list[Resource] = field(default_factory=list)
     noop: int = 0
-    #: No-ops found by splitting grown suites, and the addresses of their pieces (recorded, not in the manifests).
-    split_noop: int = 0
+    #: No-ops found once recorded specs are read (a grown suite split, a change only of ignored fields), and the
+    #: addresses of grown suites' pieces (recorded, not in the manifests).
+    late_noop: int = 0
     claimed: set[str] = field(default_factory=set)
 
     def sort_desired(
@@ -219,6 +221,11 @@ class _Found:
 
         for resource in self.changed:  # a split may append the piece it could not keep: it is explained here too
             recorded_spec = before.get(resource.address, {})
+            if resource.ignore_changes:
+                resource = _ignoring(resource, recorded_spec)
+                if resource.spec_hash == recorded[resource.address].spec_hash:
+                    self.late_noop += 1
+                    continue
             if resource.row_keys and _grown(recorded_spec, resource.spec):
                 self._split(resource, recorded_spec, recorded, load_more)
                 continue
@@ -254,7 +261,7 @@ class _Found:
         """Keep each created piece of a grown suite as it is; the rows after it form the next piece, named by
         its first row, until a piece is not recorded (a create) or is recorded as it is (a no-op)."""
         while True:
-            self.split_noop += 1
+            self.late_noop += 1
             kept = len(recorded_spec["tasks"])
             rest = _piece(resource, kept)
             self.claimed.add(rest.address)
@@ -264,7 +271,7 @@ class _Found:
                 self.creates.append(_from_resource(ActionType.CREATE, rest, reason))
                 return
             if rec.spec_hash == rest.spec_hash:
-                self.split_noop += 1
+                self.late_noop += 1
                 return
             recorded_spec = load_specs([rest.address]).get(rest.address, {})
             if not _grown(recorded_spec, rest.spec):
@@ -452,6 +459,13 @@ def _put_back(resource: Resource, rec: ResourceSummary, drifted: tuple[FieldChan
         diff=drifted,
         operation_id=rec.operation_id,
     )
+
+
+def _ignoring(resource: Resource, recorded_spec: Mapping[str, Any]) -> Resource:
+    """The resource with each field of its ``lifecycle.ignore_changes`` as recorded, not as the manifest says."""
+    spec = {k: v for k, v in resource.spec.items() if k not in resource.ignore_changes}
+    spec.update((k, recorded_spec[k]) for k in resource.ignore_changes if k in recorded_spec)
+    return dataclasses.replace(resource, spec=spec, spec_hash=content_hash(spec))
 
 
 def _delete(rec: ResourceSummary, why: str) -> Action:

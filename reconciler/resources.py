@@ -48,6 +48,7 @@ class Resource:
     source: SourceRef
     row_keys: tuple[str, ...] = ()
     prevent_destroy: bool = False
+    ignore_changes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,14 @@ class StateBackendConfig:
 
 
 def make_resource(
-    *, address: str, kind: str, provider: str, spec: dict[str, Any], source: SourceRef, prevent_destroy: bool = False
+    *,
+    address: str,
+    kind: str,
+    provider: str,
+    spec: dict[str, Any],
+    source: SourceRef,
+    prevent_destroy: bool = False,
+    ignore_changes: frozenset[str] = frozenset(),
 ) -> Resource:
     return Resource(
         address=address,
@@ -89,6 +97,7 @@ def make_resource(
         spec_hash=content_hash(spec),
         source=source,
         prevent_destroy=prevent_destroy,
+        ignore_changes=ignore_changes,
     )
 
 

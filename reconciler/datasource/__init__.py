@@ -166,6 +166,7 @@ def generate_suites(
     address: str,
     provider: str,
     prevent_destroy: bool = False,
+    ignore_changes: frozenset[str] = frozenset(),
 ) -> SuiteSet:
     """Read ``data`` once and build the resource of every suite of the set at ``address`` (each at
     ``address/key``), collecting every problem instead of stopping.
@@ -174,7 +175,7 @@ def generate_suites(
     one kind of object and then copied into another."""
     out = SuiteSet()
     report = Reporter(display, address, out.problems)
-    factory = _SuiteFactory(spec, address, provider, display, prevent_destroy)
+    factory = _SuiteFactory(spec, address, provider, display, prevent_destroy, ignore_changes)
     checker = _Rows(spec, report, keys_name_suites=not spec.group_by)
     if fmt == "jsonl" and _one_row_per_suite(spec) and factory.hasher.rows_fast:
         _row_suites(spec, data, factory, checker, out.suites)
@@ -218,7 +219,8 @@ def _row_suites(
     key_name, unsafe, loads, plain_row = spec.key, _UNSAFE_KEY.search, orjson.loads, is_plain_row
     base, options, spec_hash, row_hash = factory.base, factory.options, factory.hasher, factory.hasher.of_plain_row
     address_prefix, provider, display = factory.address_prefix, factory.provider, factory.display
-    new_resource, new_source, kind, guarded = Resource, SourceRef, TASK_SUITE_SET, factory.prevent_destroy
+    new_resource, new_source, kind = Resource, SourceRef, TASK_SUITE_SET
+    guarded, ignored = factory.prevent_destroy, factory.ignore_changes
     with data.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             try:
@@ -243,7 +245,7 @@ def _row_suites(
             suite["tasks"] = tasks
             suite["options"] = options
             suites[address] = new_resource(
-                address, kind, provider, suite, digest, new_source(display, number), (), guarded
+                address, kind, provider, suite, digest, new_source(display, number), (), guarded, ignored
             )
 
 
@@ -431,9 +433,16 @@ class _SuiteFactory:
     """
 
     def __init__(
-        self, spec: TaskSuiteSetSpec, set_address: str, provider: str, display: str, prevent_destroy: bool = False
+        self,
+        spec: TaskSuiteSetSpec,
+        set_address: str,
+        provider: str,
+        display: str,
+        prevent_destroy: bool = False,
+        ignore_changes: frozenset[str] = frozenset(),
     ) -> None:
         self.prevent_destroy = prevent_destroy
+        self.ignore_changes = ignore_changes
         self.address_prefix = f"{set_address}/"
         self.provider = provider
         self.display = display
@@ -456,4 +465,5 @@ class _SuiteFactory:
             source,
             row_keys,
             self.prevent_destroy,
+            self.ignore_changes,
         )

@@ -214,9 +214,15 @@ class Assembler:
             kind, spec = TASK_SUITE, task_suite_spec(model.spec)
         else:
             return {}
-        guarded = bool(model.metadata.lifecycle and model.metadata.lifecycle.prevent_destroy)
+        lifecycle = model.metadata.lifecycle
         resource = make_resource(
-            address=address, kind=kind, provider=provider, spec=spec, source=source, prevent_destroy=guarded
+            address=address,
+            kind=kind,
+            provider=provider,
+            spec=spec,
+            source=source,
+            prevent_destroy=bool(lifecycle and lifecycle.prevent_destroy),
+            ignore_changes=frozenset(lifecycle.ignore_changes if lifecycle else ()),
         )
         return {address: resource}
 
@@ -238,9 +244,16 @@ class Assembler:
         display = datasource.display_source(doc.file.display, spec.source)
         self.rank.setdefault(display, self.rank.get(doc.file.display, -1.0) + 0.5)
         address = address_of(TASK_SUITE_SET, model.metadata.name)
-        guarded = bool(model.metadata.lifecycle and model.metadata.lifecycle.prevent_destroy)
+        lifecycle = model.metadata.lifecycle
         made = datasource.generate_suites(
-            spec, data, fmt, display=display, address=address, provider=provider, prevent_destroy=guarded
+            spec,
+            data,
+            fmt,
+            display=display,
+            address=address,
+            provider=provider,
+            prevent_destroy=bool(lifecycle and lifecycle.prevent_destroy),
+            ignore_changes=frozenset(lifecycle.ignore_changes if lifecycle else ()),
         )
         self.problems.extend(made.problems)
         return made.suites
