@@ -74,6 +74,11 @@ class Lifecycle(_Strict):
         default=False,
         description="Refuse any plan that would delete this resource, or retire it (a suite of a set: each suite).",
     )
+    replace_on_change: bool = Field(
+        default=False,
+        description="Replace the resource (create the new, then delete or retire the old) when the manifest changes "
+        "a field its API cannot change in place, without --replace.",
+    )
     ignore_changes: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
         description="Spec fields (top-level names, e.g. overlap) whose changes in the manifest are not acted on: "

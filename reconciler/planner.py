@@ -231,6 +231,9 @@ class _Found:
                 continue
             rec = recorded[resource.address]
             fixed = _not_in_place(resource.kind, recorded_spec, resource.spec)
+            if fixed and resource.replace_on_change:
+                self.replaces.append(_replacement(resource, rec, fixed, explain(recorded_spec, resource.spec)))
+                continue
             if fixed:
                 action_type, reason = (
                     ActionType.CHANGE,
@@ -466,6 +469,24 @@ def _ignoring(resource: Resource, recorded_spec: Mapping[str, Any]) -> Resource:
     spec = {k: v for k, v in resource.spec.items() if k not in resource.ignore_changes}
     spec.update((k, recorded_spec[k]) for k in resource.ignore_changes if k in recorded_spec)
     return dataclasses.replace(resource, spec=spec, spec_hash=content_hash(spec))
+
+
+def _replacement(resource: Resource, rec: ResourceSummary, fixed: list[str], diff: tuple[FieldChange, ...]) -> Action:
+    if resource.prevent_destroy:
+        raise PlanError(
+            f"{resource.address}: {', '.join(fixed)} cannot be changed in place, and lifecycle.replace_on_change would "
+            "replace it, but lifecycle.prevent_destroy forbids deleting (or retiring) what it replaces; nothing was "
+            "sent"
+        )
+    return _from_resource(
+        ActionType.REPLACE,
+        resource,
+        f"{', '.join(fixed)} cannot be changed in place, and lifecycle.replace_on_change is set: a new object is "
+        "created, then the old one deleted (a suite: retired)",
+        attempt=rec.attempt + 1,
+        remote_id=rec.remote_id,
+        diff=diff,
+    )
 
 
 def _delete(rec: ResourceSummary, why: str) -> Action:

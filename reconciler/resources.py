@@ -49,6 +49,7 @@ class Resource:
     row_keys: tuple[str, ...] = ()
     prevent_destroy: bool = False
     ignore_changes: frozenset[str] = frozenset()
+    replace_on_change: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def make_resource(
     source: SourceRef,
     prevent_destroy: bool = False,
     ignore_changes: frozenset[str] = frozenset(),
+    replace_on_change: bool = False,
 ) -> Resource:
     return Resource(
         address=address,
@@ -98,6 +100,7 @@ def make_resource(
         source=source,
         prevent_destroy=prevent_destroy,
         ignore_changes=ignore_changes,
+        replace_on_change=replace_on_change,
     )
 
 

@@ -167,6 +167,7 @@ def generate_suites(
     provider: str,
     prevent_destroy: bool = False,
     ignore_changes: frozenset[str] = frozenset(),
+    replace_on_change: bool = False,
 ) -> SuiteSet:
     """Read ``data`` once and build the resource of every suite of the set at ``address`` (each at
     ``address/key``), collecting every problem instead of stopping.
@@ -175,7 +176,7 @@ def generate_suites(
     one kind of object and then copied into another."""
     out = SuiteSet()
     report = Reporter(display, address, out.problems)
-    factory = _SuiteFactory(spec, address, provider, display, prevent_destroy, ignore_changes)
+    factory = _SuiteFactory(spec, address, provider, display, prevent_destroy, ignore_changes, replace_on_change)
     checker = _Rows(spec, report, keys_name_suites=not spec.group_by)
     if fmt == "jsonl" and _one_row_per_suite(spec) and factory.hasher.rows_fast:
         _row_suites(spec, data, factory, checker, out.suites)
@@ -220,7 +221,7 @@ def _row_suites(
     base, options, spec_hash, row_hash = factory.base, factory.options, factory.hasher, factory.hasher.of_plain_row
     address_prefix, provider, display = factory.address_prefix, factory.provider, factory.display
     new_resource, new_source, kind = Resource, SourceRef, TASK_SUITE_SET
-    guarded, ignored = factory.prevent_destroy, factory.ignore_changes
+    guarded, ignored, replacing = factory.prevent_destroy, factory.ignore_changes, factory.replace_on_change
     with data.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             try:
@@ -245,7 +246,7 @@ def _row_suites(
             suite["tasks"] = tasks
             suite["options"] = options
             suites[address] = new_resource(
-                address, kind, provider, suite, digest, new_source(display, number), (), guarded, ignored
+                address, kind, provider, suite, digest, new_source(display, number), (), guarded, ignored, replacing
             )
 
 
@@ -440,9 +441,11 @@ class _SuiteFactory:
         display: str,
         prevent_destroy: bool = False,
         ignore_changes: frozenset[str] = frozenset(),
+        replace_on_change: bool = False,
     ) -> None:
         self.prevent_destroy = prevent_destroy
         self.ignore_changes = ignore_changes
+        self.replace_on_change = replace_on_change
         self.address_prefix = f"{set_address}/"
         self.provider = provider
         self.display = display
@@ -466,4 +469,5 @@ class _SuiteFactory:
             row_keys,
             self.prevent_destroy,
             self.ignore_changes,
+            self.replace_on_change,
         )

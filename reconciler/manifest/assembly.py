@@ -223,6 +223,7 @@ class Assembler:
             source=source,
             prevent_destroy=bool(lifecycle and lifecycle.prevent_destroy),
             ignore_changes=frozenset(lifecycle.ignore_changes if lifecycle else ()),
+            replace_on_change=bool(lifecycle and lifecycle.replace_on_change),
         )
         return {address: resource}
 
@@ -254,6 +255,7 @@ class Assembler:
             provider=provider,
             prevent_destroy=bool(lifecycle and lifecycle.prevent_destroy),
             ignore_changes=frozenset(lifecycle.ignore_changes if lifecycle else ()),
+            replace_on_change=bool(lifecycle and lifecycle.replace_on_change),
         )
         self.problems.extend(made.problems)
         return made.suites
