@@ -130,7 +130,8 @@ class PerfTestModule:
         """What to do about the tasks already named like the one about to be created: a refusal (nothing is sent
         for the address), or warnings that say truly what stays.
 
-        The task being replaced (and any earlier one of this address) stays, as nothing is ever deleted. A
+        The task being replaced is deleted once its replacement exists; an earlier one of this address (left by
+        a replacement made before replacements deleted, or restored by hand) stays, and is warned of. A
         create that meets a task the state does not hold for its address is refused: it is most likely this
         address's own task from a lost (or forgotten) state, and a second one is never made by default; the
         refusal names the ``state import`` that adopts it. A replacement still warns of such a task and goes
@@ -146,25 +147,21 @@ class PerfTestModule:
                 elif entry.detail.get("remote_id") is not None:
                     earlier.add(str(entry.detail["remote_id"]))
             ours |= earlier
-        kept = [i for i in ids if i in ours]
+        kept = [i for i in ids if i in ours and i != action.remote_id]
         others = [i for i in ids if i not in ours]
         if others and action.type is not ActionType.REPLACE:
             return _unknown_task_refusal(action.address, project, name, others), []
         warnings = []
         if kept:
             one = len(kept) == 1
-            which = (
-                "the task it replaces"
-                if kept == [action.remote_id]
-                else f"the task{'' if one else 's'} this address had before"
-            )
             warnings.append(
                 ApplyEvent(
                     EventType.WARNING,
                     action.address,
-                    message=f"{which} (id {', '.join(kept)}) {'stays' if one else 'stay'} in test project {project} "
-                    f"under the same name {name!r}; reconciler never deletes tasks: delete {'it' if one else 'them'} "
-                    "in CodeArts PerfTest once no longer needed",
+                    message=f"the task{'' if one else 's'} this address had before (id {', '.join(kept)}) "
+                    f"{'stays' if one else 'stay'} in test project {project} under the same name {name!r}: only the "
+                    f"one replaced now is deleted; delete {'it' if one else 'them'} in CodeArts PerfTest if no longer "
+                    "needed",
                 )
             )
         if others:

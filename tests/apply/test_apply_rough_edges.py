@@ -76,7 +76,7 @@ def test_replace_outside_the_target_is_an_error_not_a_silent_no_op(project: Call
 # --- what a PerfTest replacement says -----------------------------------------------------------------------------
 
 
-def test_replacing_a_task_says_the_old_one_stays_and_not_that_reconciler_did_not_create_it(
+def test_replacing_a_task_deletes_the_old_one_and_warns_of_no_task_of_its_own(
     project: Callable[..., Project],
 ) -> None:
     proj = project(tasks=1, rows=0)
@@ -86,18 +86,17 @@ def test_replacing_a_task_says_the_old_one_stays_and_not_that_reconciler_did_not
     replaced = proj.apply("--replace", "PerfTestTask/load-000")
 
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
-    assert "did not create" not in replaced.stdout + replaced.stderr
-    assert (
-        f"  ! PerfTestTask/load-000: the task it replaces (id {first}) stays in test project 101 under the same "
-        "name 'load-000'" in replaced.stdout
-    )
+    assert "did not create" not in replaced.stdout + replaced.stderr and "stays" not in replaced.stdout
     second = proj.recorded()["PerfTestTask/load-000"].remote_id
+    assert [str(t["id"]) for t in proj.sandbox.objects()["perftest_tasks"]] == [second]
 
     again = proj.apply("--replace", "PerfTestTask/load-000")
 
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "did not create" not in again.stdout + again.stderr
-    assert f"the tasks this address had before (id {first}, {second}) stay in test project 101" in again.stdout
+    assert "did not create" not in again.stdout + again.stderr and "stay" not in again.stdout
+    third = proj.recorded()["PerfTestTask/load-000"].remote_id
+    assert [str(t["id"]) for t in proj.sandbox.objects()["perftest_tasks"]] == [third]
+    assert len({first, second, third}) == 3
 
 
 def test_replacing_a_task_still_warns_of_a_same_named_task_someone_else_made(project: Callable[..., Project]) -> None:
@@ -113,7 +112,8 @@ def test_replacing_a_task_still_warns_of_a_same_named_task_someone_else_made(pro
     replaced = proj.apply("--replace", "PerfTestTask/load-000")
 
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
-    assert f"the task it replaces (id {ours}) stays" in replaced.stdout
+    remaining = {str(t["id"]) for t in proj.sandbox.objects()["perftest_tasks"]}
+    assert ours not in remaining and foreign in remaining  # ours replaced and deleted, theirs left alone
     assert (
         f"test project 101 already has a task named 'load-000' (id {foreign}) that this state did not create for "
         "this address" in replaced.stdout
