@@ -16,31 +16,35 @@ picks those moments at random, many times, over one growing project, then checks
                runs or after it ended, and wait for both;
   ``restart``  SIGKILL the emulator at a random moment and start it again on its data;
   ``calm``     let apply finish;
+- with ``--lifecycle SHARE``, that share of the rounds (drawn from the seed) are lifecycle rounds too: before
+  apply they give a third set (``labels``, ``--label-suites`` suites) a new template overlap, so every suite of
+  it is an update, give ``--edit-tasks`` tasks a new ``case_id_list``, remove ``--remove`` review rows, photos
+  suites, labels rows or tasks for good, and run every apply of the round (and the final ones) with
+  ``--prune``; a lifecycle suspension may be aimed before an update, a deletion or a retirement instead;
 - then faults off, a final apply (retried as a pipeline would, at most three times), one more that must find
   nothing to do, and the emulator's objects (`/_sandbox/objects`) against the state (`reconciler state list`):
   duplicates (remote objects beyond one per address), missing (addresses of the manifests with no remote
-  object), mismatched ids (the state does not name the remote object), and unattributed remote objects.
+  object), mismatched ids (the state does not name the remote object), unattributed remote objects, field
+  mismatches (an object's overlap or case_id_list is not the manifest's), removed addresses still live (a task
+  not deleted, a suite not retired to overlap 0) and removed addresses still in the state.
 
 Exit status 1 if any of those is not zero, 2 if the harness could not run. Every process it starts is
 reaped before it returns, a stopped one SIGCONTed first, also on failure, Ctrl-C or SIGTERM.
 
     python bench/chaos.py [--rounds 40] [--seed N] [--mix kill=86,suspend=8,restart=4,calm=2]
                           [--at-least kills=200,suspensions=20] [--faults SPEC] [--lock-ttl 3]
-                          [--takeover ttl|unlock] [--workdir DIR] [--keep] [--json]
+                          [--takeover ttl|unlock] [--lifecycle 0.3] [--workdir DIR] [--keep] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,16 +56,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).parent))  # chaos_world beside it, also when loaded by file path
 from chaos_world import (  # noqa: E402 - after the path it is found on
     PHOTOS_PER_SUITE,
+    Children,
+    Emulator,
     Findings,
+    HarnessError,
     Workload,
     attribute,
     compare,
     parse_state_list,
+    reconciler_command,
 )
 
 from reconciler.errors import StateError
@@ -80,10 +86,6 @@ DEFAULT_MIX = "kill=86,suspend=8,restart=4,calm=2"
 DEFAULT_FAULTS = "500=0.02,503=0.02,500_after=0.01,429=0.03,lost_ack=0.02,latency_ms=2-25"
 
 
-class HarnessError(Exception):
-    """The harness could not do its job (the emulator did not start, the state could not be listed)."""
-
-
 @dataclass(frozen=True)
 class Config:
     rounds: int
@@ -97,6 +99,10 @@ class Config:
     tasks_per_round: float
     aimed: float
     suspend_tasks: int
+    lifecycle: float
+    label_suites: int
+    edit_tasks: int
+    remove: int
     batch_size: int
     lock_ttl: float
     takeover: str
@@ -104,99 +110,6 @@ class Config:
     workdir: Path | None
     keep: bool
     as_json: bool
-
-
-# --- processes -------------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """A harness killed outright cannot reap its children, so Linux is asked to kill them with it: a stray
-    stopped apply would keep its state lock, and a stray emulator its port."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Children:
-    """Every process the harness starts, so that none outlives it, stopped or not."""
-
-    def __init__(self) -> None:
-        self._live: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, args: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("ab") as out:
-            options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT}
-            process = subprocess.Popen(list(args), cwd=cwd, env=env, preexec_fn=_die_with_parent, **options)
-        self._live.append(process)
-        return process
-
-    def reap(self, process: subprocess.Popen[bytes], timeout: float) -> int | None:
-        """Its exit status, or None for a hang: a run past ``timeout`` gets SIGABRT first, so that Python's
-        faulthandler (``-X faulthandler``) writes every thread's stack to its log, then SIGKILL."""
-        try:
-            status: int | None = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for signum in (signal.SIGCONT, signal.SIGABRT):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signum)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-            status = None
-        self._end(process)
-        return status
-
-    def stop_all(self) -> None:
-        for process in list(self._live):
-            self._end(process)
-
-    def _end(self, process: subprocess.Popen[bytes]) -> None:
-        for signum in (signal.SIGCONT, signal.SIGKILL):
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signum)
-        process.wait()
-        self._live.remove(process)
-
-
-def reconciler_command(*args: str) -> list[str]:
-    return [sys.executable, "-X", "faulthandler", "-m", "reconciler", *args]
-
-
-class Emulator:
-    """`reconciler sandbox serve` on one port for the whole run, its world in ``remote.db``."""
-
-    def __init__(self, children: Children, root: Path, faults: str) -> None:
-        self.children, self.root, self.faults = children, root, faults
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, seed: int) -> None:
-        """Each start gets its own fault seed, so that a restarted emulator does not replay its first faults."""
-        faults, data = f"{self.faults},seed={seed}" if self.faults else "", str(self.root / "remote.db")
-        args = reconciler_command("sandbox", "serve", "--port", str(self.port), "--auto-create", "--data", data)
-        args += ["--faults", faults]
-        log = self.root / "logs" / "emulator.log"
-        self.process = self.children.spawn(args, env=dict(os.environ), cwd=self.root, log=log)
-        self.starts += 1
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{self.url}/_sandbox/stats", timeout=2).raise_for_status()
-                return
-            except httpx.HTTPError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    tail = log.read_text(errors="replace")[-1500:]
-                    raise HarnessError(f"the emulator did not start on port {self.port}:\n{tail}") from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.children.reap(self.process, timeout=30)
-            self.process = None
 
 
 # --- the rounds ------------------------------------------------------------------------------------------------
@@ -236,9 +149,16 @@ class Harness:
         self.exits: dict[str, Counter[str]] = {"apply": Counter(), "woken": Counter()}
         self.notes: list[str] = []
         self.emulator = Emulator(children, root, config.faults)
-        self.workload = Workload(root, self.emulator.url, config.batch_size)
+        labels = config.label_suites if config.lifecycle > 0 else 0
+        self.workload = Workload(root, self.emulator.url, config.batch_size, labels)
+        self.edits = random.Random(config.seed + 2)  # what lifecycle rounds edit and remove
+        self.prune = False  # a lifecycle round: its applies run with --prune
+        self.changes: dict[str, int] = {}  # what this lifecycle round asked of apply, by intent action
         self.state_file = root / "state.db"
-        self.expected_run = 3.0  # seconds an undisturbed apply takes, learnt from the runs that end by themselves
+        # seconds an undisturbed apply takes, learnt from the runs that end by themselves, for plain and
+        # lifecycle rounds apart (those send their updates and deletions after the creates)
+        self.expected = {False: 3.0, True: 3.0}
+        self.open_intents: dict[str, str] = {}  # operation id -> action, of intents an interrupted run left open
         self._task_credit = 0.0
         self.env = {**os.environ, "NO_COLOR": "1", "RECONCILER_LOCK_TTL": f"{config.lock_ttl:g}"}
         self.env.update(CHAOS_CPTS_AK=DEFAULT_ACCESS_KEY, CHAOS_CPTS_SK=DEFAULT_SECRET_KEY)
@@ -252,7 +172,7 @@ class Harness:
         self.counts["runs"] += 1
         log = self.root / "logs" / f"apply-{self.counts['runs']:04d}.log"
         args = reconciler_command("apply", "manifests", "--auto-approve", "--state", str(self.state_file))
-        args += ["--parallelism", str(parallelism or self.rng.choice((2, 4, 8)))]
+        args += ["--parallelism", str(parallelism or self.rng.choice((2, 4, 8)))] + ["--prune"] * self.prune
         env = {**self.env, "RECONCILER_FAILPOINT": failpoint} if failpoint else self.env
         return Run(self.children.spawn(args, env=env, cwd=self.root, log=log), log, time.monotonic())
 
@@ -265,6 +185,8 @@ class Harness:
         self.counts["resolved"] += sum(int(n) for n in re.findall(r"(\d+) to resolve", text))
         if "stayed busy" in text:
             self.counts["blocked by the state file"] += 1
+        for kind, done in re.findall(r"^  [~-] (\w+)/\S+: (updated in place|deleted)", text, re.MULTILINE):
+            self.counts[f"{kind} {done}"] += 1  # what the runs say they updated, deleted or retired
         return status
 
     def running_after(self, run: Run, seconds: float, *, learn: bool = True) -> bool:
@@ -276,8 +198,12 @@ class Harness:
                 return True
             time.sleep(0.005)
         if learn:
-            self.expected_run = 0.7 * self.expected_run + 0.3 * (time.monotonic() - run.started)
+            self.expected[self.prune] = 0.7 * self.expected_run + 0.3 * (time.monotonic() - run.started)
         return False
+
+    @property
+    def expected_run(self) -> float:
+        return self.expected[self.prune]
 
     def read_state(self, read: Callable[[StateStore], T]) -> T | None:
         """``read`` on the state opened read-only, as a run sees it now; None if there is no state (yet)."""
@@ -306,16 +232,26 @@ class Harness:
 
     # the rounds
 
-    def round(self, kind: str) -> None:
+    def round(self, kind: str, lifecycle: bool = False) -> None:
+        """Grow the project and run the round; a lifecycle round first edits and removes what earlier rounds
+        made (``Workload.lifecycle``), and its applies run with ``--prune``."""
         self._task_credit += self.config.tasks_per_round
         tasks, self._task_credit = int(self._task_credit), self._task_credit % 1
         reviews = self.rng.randint(0, self.config.suites_per_round)
         photos = (self.config.suites_per_round - reviews) // PHOTOS_PER_SUITE
+        self.changes = {}
+        if lifecycle:
+            self.changes = self.workload.lifecycle(self.edits, self.config.edit_tasks, self.config.remove)
+            self.counts.update({f"edited {k}": v for k, v in self.changes.items()})
         self.workload.grow(reviews, photos, tasks + (self.config.suspend_tasks if kind == "suspend" else 0))
-        began, first = time.monotonic(), self.counts["runs"] + 1
+        began, first, self.prune = time.monotonic(), self.counts["runs"] + 1, lifecycle
         getattr(self, f"{kind}_round")()
         self.counts[f"{kind} rounds"] += 1
+        self.counts["lifecycle rounds"] += lifecycle
+        for intent in self.read_state(lambda store: store.open_intents()) or []:
+            self.open_intents[intent.operation_id] = intent.action
         entry = {"kind": kind, "seconds": round(time.monotonic() - began, 2), "runs": [first, self.counts["runs"]]}
+        entry.update({"lifecycle": self.changes} if lifecycle else {})
         with (self.root / "logs" / "rounds.jsonl").open("a") as out:
             out.write(json.dumps(entry) + "\n")
 
@@ -345,8 +281,15 @@ class Harness:
         others fall at a random moment once the run holds its lock. Half of the woken runs wake while the run
         that took over runs, half after it ended (it resolved their intents, maybe by sending them again)."""
         aimed = self.rng.random() < self.config.aimed
-        stop = f"before_send.perftest_create:{self.rng.randint(1, 3)}:stop"
-        first = self.start_apply(failpoint=stop if aimed else "")
+        action, most = "perftest_create", 3
+        if self.prune:  # or before an update or deletion this lifecycle round asked for, if there are any
+            action = self.rng.choice(("perftest_create", *sorted(k for k, v in self.changes.items() if v)))
+            most = min(3, self.changes.get(action, 3))
+        # An aimed run sends one call at a time. A run stopped while another of its threads is between the lease
+        # check and the socket write sends that call when it wakes (the window docs/design.md measures), and a
+        # stop aimed at a send would fall in it far more often than a real suspension does.
+        stop = f"before_send.{action}:{self.rng.randint(1, most)}:stop"
+        first = self.start_apply(parallelism=1, failpoint=stop) if aimed else self.start_apply()
         held = self.lock_of(first, timeout=self.config.apply_timeout)
         if aimed:
             moment = self.until(first, self.config.apply_timeout, lambda: first.stopped())
@@ -364,7 +307,8 @@ class Harness:
             self.finish(first)
             return
         self.counts["suspensions"] += 1
-        self.counts["suspensions aimed at a PerfTest create"] += aimed
+        self.counts["suspensions aimed at a PerfTest create"] += aimed and action == "perftest_create"
+        self.counts["suspensions aimed at an update or deletion"] += aimed and action != "perftest_create"
         wake_after_second = self.rng.random() < 0.5
         try:
             second = self.take_over(held)
@@ -415,6 +359,7 @@ class Harness:
     def final(self) -> tuple[dict[str, Any], Findings]:
         """Faults off; apply until it succeeds (at most three times); one more must change nothing; compare."""
         admin = SandboxAdmin(self.emulator.url, timeout=300)
+        self.prune = self.config.lifecycle > 0
         try:
             admin.set_faults(None)
             for _ in range(3):
@@ -437,7 +382,8 @@ class Harness:
         if listed.returncode != 0:
             raise HarnessError(f"`reconciler state list` failed: {listed.stderr.strip()[-1500:]}")
         remote, stray = attribute(objects, self.workload.tasks)
-        findings = compare(self.workload.addresses(), remote, stray, parse_state_list(listed.stdout))
+        recorded = parse_state_list(listed.stdout)
+        findings = compare(self.workload.expected(), remote, stray, recorded, self.workload.removed())
         final = {"final_apply_exit": status, "next_apply_found_nothing_to_do": converged}
         return final, findings
 
@@ -450,7 +396,8 @@ class Harness:
             short = any(self.counts[name] < least for name, least in self.config.at_least.items())
             if n >= self.config.rounds and not short:
                 break
-            self.round(self.schedule.choices(kinds, [self.config.mix[k] for k in kinds])[0])
+            kind = self.schedule.choices(kinds, [self.config.mix[k] for k in kinds])[0]
+            self.round(kind, self.config.lifecycle > 0 and self.schedule.random() < self.config.lifecycle)
         return self.final()
 
     def figures(self, final: dict[str, Any], findings: Findings, wall: float) -> dict[str, Any]:
@@ -463,6 +410,7 @@ class Harness:
             "suspensions": c["suspensions"],
             "takeovers": c["takeovers"],
             "suspensions_aimed_at_a_perftest_create": c["suspensions aimed at a PerfTest create"],
+            "suspensions_aimed_at_an_update_or_deletion": c["suspensions aimed at an update or deletion"],
             "suspended_too_late": c["suspended too late"],
             "suspension_missed": c["suspension missed (the run ended first)"],
             "emulator_restarts": c["restarts"],
@@ -470,9 +418,22 @@ class Harness:
             "missing": findings.missing,
             "mismatches": findings.mismatches,
             "unattributed": findings.unattributed,
+            "field_mismatches": findings.field_mismatches,
+            "removed_but_live": findings.not_removed,
+            "removed_but_in_the_state": findings.still_in_state,
             **final,
             "wall_seconds": round(wall, 1),
-            "workload": {"suites": self.workload.suites, "tasks": self.workload.tasks},
+            "workload": {"suites": self.workload.suites, "tasks": len(self.workload.live("tasks"))},
+            "lifecycle_rounds": c["lifecycle rounds"],
+            "edited_in_place": {"suite overlaps": c["edited toloka_patch"], "task cases": c["edited perftest_update"]},
+            "removed": {"suites": c["edited toloka_retire"], "tasks": c["edited perftest_delete"]},
+            "updated_by_runs": {
+                "suites": c["TaskSuiteSet updated in place"],
+                "tasks": c["PerfTestTask updated in place"],
+            },
+            "retired_or_deleted_by_runs": {"suites": c["TaskSuiteSet deleted"], "tasks": c["PerfTestTask deleted"]},
+            "removed_found_retired_or_deleted": {"suites": findings.retired, "tasks": findings.deleted},
+            "intents_left_open_by_action": dict(sorted(Counter(self.open_intents.values()).items())),
             "takeover_by": self.config.takeover,
             "open_addresses_found_by_later_runs": c["resolved"],
             "apply_exits": dict(self.exits["apply"]),
@@ -538,6 +499,10 @@ def parse_args(argv: Sequence[str]) -> Config:
     add("--tasks-per-round", type=float, default=0.1, help="PerfTest tasks each round adds (0.1)")
     add("--aimed", type=float, default=0.5, help="the share of suspensions aimed before a send (0.5)")
     add("--suspend-tasks", type=int, default=8, help="more tasks a suspension round adds (8)")
+    add("--lifecycle", type=float, default=0.0, help="the share of rounds that edit and remove, then --prune (0)")
+    add("--label-suites", type=int, default=60, help="suites of the labels set, with --lifecycle (60)")
+    add("--edit-tasks", type=int, default=3, help="tasks a lifecycle round gives new case lists (3)")
+    add("--remove", type=int, default=4, help="suites or tasks a lifecycle round removes (4)")
     add("--batch-size", type=int, default=20, help="Toloka suites per batch, i.e. per intent (20)")
     add("--lock-ttl", type=float, default=3.0, help="RECONCILER_LOCK_TTL for every apply, in seconds (3)")
     add("--takeover", choices=("ttl", "unlock"), default="ttl", help="how a suspended run loses its lock (ttl)")

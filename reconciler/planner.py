@@ -290,7 +290,7 @@ class _Found:
                 continue
             if rec.status is Status.PENDING:
                 self.resolves.append(_resolve(rec))
-            elif self.prune and rec.status is Status.CREATED and self.selected(address):
+            elif self.prune and self.selected(address):
                 self.orphans.append(_delete(rec, "no longer in the manifests, and --prune was given"))
             elif self.selected(address):
                 self.orphans.append(
@@ -299,8 +299,7 @@ class _Found:
                         address,
                         rec.kind,
                         rec.provider,
-                        "in the state but no longer in the manifests; the remote object stays "
-                        f"(`apply --prune` deletes it); `reconciler state forget {address}` drops it",
+                        _orphan_reason(rec),
                         spec_hash=rec.spec_hash,
                         remote_id=rec.remote_id,
                     )
@@ -489,12 +488,26 @@ def _replacement(resource: Resource, rec: ResourceSummary, fixed: list[str], dif
     )
 
 
+def _orphan_reason(rec: ResourceSummary) -> str:
+    if rec.status is not Status.CREATED or not rec.remote_id:
+        return (
+            "in the state but no longer in the manifests; its create failed, so there is no remote object: "
+            f"`apply --prune` or `reconciler state forget {rec.address}` drops it"
+        )
+    return (
+        "in the state but no longer in the manifests; the remote object stays (`apply --prune` deletes it); "
+        f"`reconciler state forget {rec.address}` drops it from the state alone"
+    )
+
+
 def _delete(rec: ResourceSummary, why: str) -> Action:
     how = (
         "deleted (DELETE)"
         if rec.kind == PERFTEST_TASK
         else "retired: its overlap set to 0, so it is no longer issued (Toloka has no delete)"
     )
+    if rec.status is not Status.CREATED or not rec.remote_id:
+        how = "its create failed, so there is no remote object: only dropped from the state"
     return Action(
         ActionType.DELETE,
         rec.address,
@@ -564,14 +577,37 @@ def _resolve(rec: ResourceSummary) -> Action:
 
 
 def explain(before: Any, after: Any) -> tuple[FieldChange, ...]:
-    """Field-level differences, with paths a person reads (``tasks[0].input_values.text``)."""
-    from deepdiff import DeepDiff  # only plans with changes pay for importing it
+    """Field-level differences, with paths a person reads (``tasks[0].input_values.text``). A top-level field
+    whose values are not containers is compared here (a changed overlap across 10,000 suites would otherwise
+    cost a deepdiff each); containers that differ go to deepdiff."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return _deep(before, after, [])
+    changes: list[FieldChange] = []
+    for key in sorted({*before, *after}, key=str):
+        if key not in after:
+            changes.append(FieldChange(_readable_path([key]), "removed", before[key], None))
+        elif key not in before:
+            changes.append(FieldChange(_readable_path([key]), "added", None, after[key]))
+        else:
+            old, new = before[key], after[key]
+            if type(old) is type(new) and old == new:
+                continue
+            if isinstance(old, dict | list) and isinstance(new, dict | list):
+                changes.extend(_deep(old, new, [key]))
+            else:
+                changes.append(FieldChange(_readable_path([key]), "changed", old, new))
+    changes.sort(key=lambda c: c.path)
+    return tuple(changes)
+
+
+def _deep(before: Any, after: Any, prefix: list[Any]) -> tuple[FieldChange, ...]:
+    from deepdiff import DeepDiff  # only plans with changes to containers pay for importing it
 
     diff = DeepDiff(before, after, view="tree", ignore_order=False)
     changes: list[FieldChange] = []
     for report_type, items in diff.items():
         for item in items:
-            path = _readable_path(item.path(output_format="list"))
+            path = _readable_path([*prefix, *item.path(output_format="list")])
             if report_type in ("dictionary_item_added", "iterable_item_added", "attribute_added"):
                 changes.append(FieldChange(path, "added", None, item.t2))
             elif report_type in ("dictionary_item_removed", "iterable_item_removed", "attribute_removed"):

@@ -105,7 +105,13 @@ class Applier:
             self._run_calls(self._by_provider(creates, "creations"))
         else:
             self._result.skipped += len(creates)
-        for actions, calls in ((updates, "updates"), (plan.of_type(ActionType.DELETE), "deletions")):
+        deletes = []
+        for action in plan.of_type(ActionType.DELETE):
+            if action.remote_id:
+                deletes.append(action)
+            elif self._result.stopped_by is None and not self.stop.is_set():
+                self._forget_failed(action)
+        for actions, calls in ((updates, "updates"), (deletes, "deletions")):
             if self._result.stopped_by is None and not self.stop.is_set():
                 self._run_calls(self._by_provider(actions, calls))
             else:
@@ -274,6 +280,12 @@ class Applier:
             self._emit(ApplyEvent(EventType.CREATED, operation_id=operation_id, size=len(created)))
         for outcome in failed:
             self._emit(ApplyEvent(EventType.FAILED, outcome.address, operation_id, message=outcome.error))
+
+    def _forget_failed(self, action: Action) -> None:
+        """A resource whose create failed has no remote object: deleting it is dropping it from the state."""
+        self.store.forget(address=action.address)
+        self._result.deleted += 1
+        self._emit(ApplyEvent(EventType.DELETED, action.address))
 
     def _not_sent(self, refused: NotSent) -> None:
         for address in refused.addresses:

@@ -93,3 +93,20 @@ def test_prevent_destroy_refuses_destroy_and_sends_nothing(applied: Project) -> 
     assert "Traceback" not in done.stderr
     assert len(task_names(applied)) == TASKS and len(applied.recorded()) == TASKS + ROWS
     assert applied.sandbox.stats()["total"] == requests  # nothing sent
+
+
+def test_prune_drops_a_removed_address_whose_create_failed(tmp_path: Path, sandbox: Any) -> None:
+    proj = make_project(tmp_path, sandbox, tasks=2, rows=0)
+    proj.sandbox.set_faults("400=1.0,routes=perftest,methods=POST")  # every create refused: recorded as failed
+    assert proj.apply().returncode == 1
+    assert {r.status.value for r in proj.recorded().values()} == {"failed"}
+    proj.sandbox.set_faults(None)
+    proj.write("perftest/tasks.yaml", tasks_yaml(1))
+
+    done = proj.run("apply", "manifests", "--prune", "--auto-approve")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "create failed, so there is no remote object" in done.stdout
+    assert set(proj.recorded()) == {"PerfTestTask/load-000"}
+    assert task_names(proj) == ["load-000"]
+    assert proj.run("plan", "manifests", "--prune", "--detailed-exitcode").returncode == 0
