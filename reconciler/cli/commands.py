@@ -177,8 +177,9 @@ def _plan_markdown(
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when apply would change nothing (orphans are only reported), 2 when it would create, replace "
-    "or resolve something, 1 on error or when apply would refuse the plan (a change without --replace).",
+    help="Exit 0 when apply would change nothing (orphans are only reported), 2 when it would create, update, "
+    "replace, delete, import or resolve something, 1 on error or when apply would refuse the plan (a change "
+    "without --replace).",
 )
 @click.option("--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only this address (repeat).")
 @click.option("--replace", "replace", multiple=True, metavar="ADDRESS", help="Plan a new remote object for ADDRESS.")
@@ -202,8 +203,8 @@ def plan(
 
     \b
     Signs:  + create   ~ update in place, or a change that needs --replace   -/+ replace
-            ! orphaned (in the state, not in the manifests)   ? resolve an interrupted apply
-            <= import (--refresh found it remotely)
+            - delete (a Toloka suite: retire)   ! orphaned (in the state, not in the manifests)
+            <= import (--refresh found it remotely)   ? resolve an interrupted apply
     Nothing is sent; with --refresh the remote is read (never written).
     """
     output_format = _output_format(as_json, output_format)
