@@ -1,5 +1,7 @@
 """Desired resources + recorded state -> Plan. A pure function: no network, no database.
 
+``actions`` makes each kind of action and says why it was chosen; ``diff`` explains a change field by field.
+
 The comparison is by content hash, so a million unchanged resources cost a million string comparisons; deepdiff
 runs only for the few resources that differ, to explain them. The caller passes ``load_specs`` to fetch the
 recorded specs of exactly those resources, which keeps the database out of this module.
@@ -7,16 +9,27 @@ recorded specs of exactly those resources, which keeps the database out of this 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.encoding import content_hash
 from reconciler.errors import PlanError
-from reconciler.kinds import IN_PLACE_FIELDS, PERFTEST_TASK
 from reconciler.plan import Action, ActionType, FieldChange, Plan
-from reconciler.resources import ProviderConfig, Resource, kind_of_address
+from reconciler.planner.actions import (
+    delete_action,
+    from_resource,
+    grown,
+    ignoring,
+    import_action,
+    not_in_place,
+    orphan_reason,
+    piece,
+    put_back,
+    replacement,
+    resolve_action,
+)
+from reconciler.planner.diff import explain
+from reconciler.resources import ProviderConfig, Resource
 from reconciler.speedups import cycle_collection_paused
 from reconciler.state.base import ResourceSummary, Status
 
@@ -155,7 +168,7 @@ class _Found:
             rec = get_recorded(address)
             if rec is None:
                 if imports and address in imports and (not targeted or selected(address)):
-                    self.imports.append(_import(resource, imports[address]))
+                    self.imports.append(import_action(resource, imports[address]))
                 elif not targeted or selected(address):
                     creates.append(
                         Action(
@@ -169,16 +182,16 @@ class _Found:
                         )
                     )
             elif rec.status is pending:
-                resolves.append(_resolve(rec))
+                resolves.append(resolve_action(rec))
             elif targeted and not selected(address):
                 continue
             elif rec.status is failed:
                 creates.append(
-                    _from_resource(create, resource, "the last attempt failed; trying again", attempt=rec.attempt + 1)
+                    from_resource(create, resource, "the last attempt failed; trying again", attempt=rec.attempt + 1)
                 )
             elif gone and address in gone:
                 self.replaces.append(
-                    _from_resource(
+                    from_resource(
                         ActionType.REPLACE,
                         resource,
                         "deleted remotely behind the tool's back (read by refresh); apply creates it again",
@@ -193,7 +206,7 @@ class _Found:
                         "object it replaces; nothing was sent. Remove the setting first if it really is to go"
                     )
                 self.replaces.append(
-                    _from_resource(
+                    from_resource(
                         ActionType.REPLACE,
                         resource,
                         "replacement requested with --replace: a new object is created, then the old one deleted "
@@ -205,7 +218,7 @@ class _Found:
             elif rec.spec_hash != resource.spec_hash:
                 self.changed.append(resource)
             elif drifted and address in drifted:
-                self.changes.append(_put_back(resource, rec, drifted[address]))
+                self.changes.append(put_back(resource, rec, drifted[address]))
             else:
                 noop += 1
         self.noop += noop
@@ -222,17 +235,17 @@ class _Found:
         for resource in self.changed:  # a split may append the piece it could not keep: it is explained here too
             recorded_spec = before.get(resource.address, {})
             if resource.ignore_changes:
-                resource = _ignoring(resource, recorded_spec)
+                resource = ignoring(resource, recorded_spec)
                 if resource.spec_hash == recorded[resource.address].spec_hash:
                     self.late_noop += 1
                     continue
-            if resource.row_keys and _grown(recorded_spec, resource.spec):
+            if resource.row_keys and grown(recorded_spec, resource.spec):
                 self._split(resource, recorded_spec, recorded, load_more)
                 continue
             rec = recorded[resource.address]
-            fixed = _not_in_place(resource.kind, recorded_spec, resource.spec)
+            fixed = not_in_place(resource.kind, recorded_spec, resource.spec)
             if fixed and resource.replace_on_change:
-                self.replaces.append(_replacement(resource, rec, fixed, explain(recorded_spec, resource.spec)))
+                self.replaces.append(replacement(resource, rec, fixed, explain(recorded_spec, resource.spec)))
                 continue
             if fixed:
                 action_type, reason = (
@@ -243,7 +256,7 @@ class _Found:
             else:
                 action_type, reason = ActionType.UPDATE, "the manifest changed fields the API changes in place"
             self.changes.append(
-                _from_resource(
+                from_resource(
                     action_type,
                     resource,
                     reason,
@@ -266,18 +279,18 @@ class _Found:
         while True:
             self.late_noop += 1
             kept = len(recorded_spec["tasks"])
-            rest = _piece(resource, kept)
+            rest = piece(resource, kept)
             self.claimed.add(rest.address)
             rec = recorded.get(rest.address)
             if rec is None:
                 reason = f"rows appended after the created suite {resource.address}: a new suite of its own"
-                self.creates.append(_from_resource(ActionType.CREATE, rest, reason))
+                self.creates.append(from_resource(ActionType.CREATE, rest, reason))
                 return
             if rec.spec_hash == rest.spec_hash:
                 self.late_noop += 1
                 return
             recorded_spec = load_specs([rest.address]).get(rest.address, {})
-            if not _grown(recorded_spec, rest.spec):
+            if not grown(recorded_spec, rest.spec):
                 self.changed.append(rest)  # explained with the rest: the loop over ``changed`` reaches it
                 return
             resource = rest
@@ -289,9 +302,9 @@ class _Found:
             if address in desired or address in claimed:
                 continue
             if rec.status is Status.PENDING:
-                self.resolves.append(_resolve(rec))
+                self.resolves.append(resolve_action(rec))
             elif self.prune and self.selected(address):
-                self.orphans.append(_delete(rec, "no longer in the manifests, and --prune was given"))
+                self.orphans.append(delete_action(rec, "no longer in the manifests, and --prune was given"))
             elif self.selected(address):
                 self.orphans.append(
                     Action(
@@ -299,7 +312,7 @@ class _Found:
                         address,
                         rec.kind,
                         rec.provider,
-                        _orphan_reason(rec),
+                        orphan_reason(rec),
                         spec_hash=rec.spec_hash,
                         remote_id=rec.remote_id,
                     )
@@ -318,9 +331,9 @@ class _Found:
             if address not in desired or not self.selected(address):
                 continue
             if rec.status is Status.PENDING:
-                self.resolves.append(_resolve(rec))
+                self.resolves.append(resolve_action(rec))
             elif rec.status is Status.CREATED:
-                self.orphans.append(_delete(rec, "destroy was asked for"))
+                self.orphans.append(delete_action(rec, "destroy was asked for"))
 
 
 def _matches(address: str, target: str) -> bool:
@@ -396,233 +409,4 @@ def _did_you_mean(address: str, known: Collection[str]) -> str | None:
     return f"{kind}/{close[0]}" if close else None
 
 
-def _from_resource(
-    action_type: ActionType,
-    resource: Resource,
-    reason: str,
-    *,
-    attempt: int = 0,
-    remote_id: str | None = None,
-    diff: tuple[FieldChange, ...] = (),
-    operation_id: str | None = None,
-) -> Action:
-    """``operation_id``: of an update, the intent that last wrote the resource (its update's id is made from
-    it, so that an update back to an earlier spec never reuses an id)."""
-    return Action(
-        action_type,
-        resource.address,
-        resource.kind,
-        resource.provider,
-        reason,
-        resource.spec,
-        resource.spec_hash,
-        attempt,
-        remote_id,
-        operation_id,
-        diff,
-    )
-
-
-def _not_in_place(kind: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """The top-level fields that differ and that the kind's API cannot change in place (sorted); an overlap
-    dropped from a suite (left to the pool's default) is one of them, as no PATCH says "the pool's default"."""
-    allowed = IN_PLACE_FIELDS.get(kind, frozenset())
-    changed = sorted(k for k in {*before, *after} if before.get(k, _MISSING) != after.get(k, _MISSING))
-    fixed = [k for k in changed if k not in allowed]
-    if "overlap" in changed and "overlap" not in after and kind != PERFTEST_TASK:
-        fixed.append("overlap")
-    return fixed
-
-
-_MISSING = object()
-
-
-def _put_back(resource: Resource, rec: ResourceSummary, drifted: tuple[FieldChange, ...]) -> Action:
-    """A remote change of a field the API changes in place is put back with an update; any other is refused
-    as a change the manifest cannot put back without a new object."""
-    top = sorted({change.path.split(".", 1)[0] for change in drifted})
-    allowed = IN_PLACE_FIELDS.get(resource.kind, frozenset())
-    fixed = [field for field in top if field not in allowed]
-    if fixed:
-        reason = (
-            f"changed remotely behind the tool's back (read by refresh): {', '.join(fixed)} cannot be put back in "
-            f"place; use --replace {resource.address} to create a new object as the manifest says"
-        )
-        action_type = ActionType.CHANGE
-    else:
-        reason = "changed remotely behind the tool's back (read by refresh): put back in place"
-        action_type = ActionType.UPDATE
-    return _from_resource(
-        action_type,
-        resource,
-        reason,
-        remote_id=rec.remote_id,
-        attempt=rec.attempt,
-        diff=drifted,
-        operation_id=rec.operation_id,
-    )
-
-
-def _ignoring(resource: Resource, recorded_spec: Mapping[str, Any]) -> Resource:
-    """The resource with each field of its ``lifecycle.ignore_changes`` as recorded, not as the manifest says."""
-    spec = {k: v for k, v in resource.spec.items() if k not in resource.ignore_changes}
-    spec.update((k, recorded_spec[k]) for k in resource.ignore_changes if k in recorded_spec)
-    return dataclasses.replace(resource, spec=spec, spec_hash=content_hash(spec))
-
-
-def _replacement(resource: Resource, rec: ResourceSummary, fixed: list[str], diff: tuple[FieldChange, ...]) -> Action:
-    if resource.prevent_destroy:
-        raise PlanError(
-            f"{resource.address}: {', '.join(fixed)} cannot be changed in place, and lifecycle.replace_on_change would "
-            "replace it, but lifecycle.prevent_destroy forbids deleting (or retiring) what it replaces; nothing was "
-            "sent"
-        )
-    return _from_resource(
-        ActionType.REPLACE,
-        resource,
-        f"{', '.join(fixed)} cannot be changed in place, and lifecycle.replace_on_change is set: a new object is "
-        "created, then the old one deleted (a suite: retired)",
-        attempt=rec.attempt + 1,
-        remote_id=rec.remote_id,
-        diff=diff,
-    )
-
-
-def _orphan_reason(rec: ResourceSummary) -> str:
-    if rec.status is not Status.CREATED or not rec.remote_id:
-        return (
-            "in the state but no longer in the manifests; its create failed, so there is no remote object: "
-            f"`apply --prune` or `reconciler state forget {rec.address}` drops it"
-        )
-    return (
-        "in the state but no longer in the manifests; the remote object stays (`apply --prune` deletes it); "
-        f"`reconciler state forget {rec.address}` drops it from the state alone"
-    )
-
-
-def _delete(rec: ResourceSummary, why: str) -> Action:
-    how = (
-        "deleted (DELETE)"
-        if rec.kind == PERFTEST_TASK
-        else "retired: its overlap set to 0, so it is no longer issued (Toloka has no delete)"
-    )
-    if rec.status is not Status.CREATED or not rec.remote_id:
-        how = "its create failed, so there is no remote object: only dropped from the state"
-    return Action(
-        ActionType.DELETE,
-        rec.address,
-        rec.kind,
-        rec.provider,
-        f"{why}: {how}",
-        spec_hash=rec.spec_hash,
-        remote_id=rec.remote_id,
-        attempt=rec.attempt,
-        operation_id=rec.operation_id,
-    )
-
-
-def _grown(recorded_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
-    """Whether ``spec`` is ``recorded_spec`` with tasks appended and nothing else changed."""
-    before, after = recorded_spec.get("tasks"), spec.get("tasks")
-    if not isinstance(before, list) or not isinstance(after, list) or not 0 < len(before) < len(after):
-        return False
-    same_rest = {k: v for k, v in recorded_spec.items() if k != "tasks"} == {
-        k: v for k, v in spec.items() if k != "tasks"
-    }
-    return same_rest and after[: len(before)] == before
-
-
-def _piece(resource: Resource, start: int) -> Resource:
-    """The part of a set's suite from its ``start``-th row on, named by that row's key."""
-    spec = {**resource.spec, "tasks": resource.spec["tasks"][start:]}
-    prefix = resource.address[: -len(resource.address.rsplit("/", 1)[1])]
-    return Resource(
-        prefix + resource.row_keys[start],
-        resource.kind,
-        resource.provider,
-        spec,
-        content_hash(spec),
-        resource.source,
-        resource.row_keys[start:],
-    )
-
-
-def _import(resource: Resource, remote_id: str) -> Action:
-    return Action(
-        ActionType.IMPORT,
-        resource.address,
-        resource.kind,
-        resource.provider,
-        f"not in the state, but remote object {remote_id} holds exactly this (read by refresh); apply records it "
-        "and creates nothing",
-        resource.spec,
-        resource.spec_hash,
-        0,
-        remote_id,
-    )
-
-
-def _resolve(rec: ResourceSummary) -> Action:
-    return Action(
-        ActionType.RESOLVE,
-        rec.address,
-        rec.kind or kind_of_address(rec.address),
-        rec.provider,
-        "an earlier apply was interrupted after recording its intent; apply will find out what "
-        "became of it before anything else",
-        spec_hash=rec.spec_hash,
-        attempt=rec.attempt,
-        operation_id=rec.operation_id,
-    )
-
-
-def explain(before: Any, after: Any) -> tuple[FieldChange, ...]:
-    """Field-level differences, with paths a person reads (``tasks[0].input_values.text``). A top-level field
-    whose values are not containers is compared here (a changed overlap across 10,000 suites would otherwise
-    cost a deepdiff each); containers that differ go to deepdiff."""
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return _deep(before, after, [])
-    changes: list[FieldChange] = []
-    for key in sorted({*before, *after}, key=str):
-        if key not in after:
-            changes.append(FieldChange(_readable_path([key]), "removed", before[key], None))
-        elif key not in before:
-            changes.append(FieldChange(_readable_path([key]), "added", None, after[key]))
-        else:
-            old, new = before[key], after[key]
-            if type(old) is type(new) and old == new:
-                continue
-            if isinstance(old, dict | list) and isinstance(new, dict | list):
-                changes.extend(_deep(old, new, [key]))
-            else:
-                changes.append(FieldChange(_readable_path([key]), "changed", old, new))
-    changes.sort(key=lambda c: c.path)
-    return tuple(changes)
-
-
-def _deep(before: Any, after: Any, prefix: list[Any]) -> tuple[FieldChange, ...]:
-    from deepdiff import DeepDiff  # only plans with changes to containers pay for importing it
-
-    diff = DeepDiff(before, after, view="tree", ignore_order=False)
-    changes: list[FieldChange] = []
-    for report_type, items in diff.items():
-        for item in items:
-            path = _readable_path([*prefix, *item.path(output_format="list")])
-            if report_type in ("dictionary_item_added", "iterable_item_added", "attribute_added"):
-                changes.append(FieldChange(path, "added", None, item.t2))
-            elif report_type in ("dictionary_item_removed", "iterable_item_removed", "attribute_removed"):
-                changes.append(FieldChange(path, "removed", item.t1, None))
-            else:
-                changes.append(FieldChange(path, "changed", item.t1, item.t2))
-    changes.sort(key=lambda c: c.path)
-    return tuple(changes)
-
-
-def _readable_path(parts: list[Any]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(whole spec)"
+__all__ = ["LoadSpecs", "RemoteFacts", "check_selection", "explain", "make_plan"]
