@@ -44,11 +44,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def sandbox() -> Iterator[str]:
+def sandbox(*options: str) -> Iterator[str]:
+    """A fresh sandbox in its own process (so it does not share our interpreter's lock); ``options`` are more
+    of `reconciler sandbox serve`'s."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "sandbox", "serve", "--port", str(port), "--auto-create"]
-        + ["--suite-quota", "0"],
+        + ["--suite-quota", "0", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -18,16 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import bench_apply
 import httpx
-from bench_apply import free_port
 from bench_refresh import measure, run
 
 POOL = "7001"
@@ -35,31 +31,8 @@ PATCH = "PATCH /api/v1/task-suites/{suite_id}"
 RETIRE = "PATCH /api/v1/task-suites/{suite_id}/set-overlap-or-min"
 
 
-@contextmanager
-def sandbox(toloka_rps: float) -> Iterator[str]:
-    """A fresh sandbox in its own process (so it does not share our interpreter's lock), as bench_apply's."""
-    port = free_port()
-    command = [sys.executable, "-m", "reconciler", "sandbox", "serve", "--port", str(port), "--auto-create"]
-    server = subprocess.Popen(
-        [*command, "--suite-quota", "0", "--toloka-rps", str(toloka_rps)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/_sandbox/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def sandbox(toloka_rps: float) -> AbstractContextManager[str]:
+    return bench_apply.sandbox("--toloka-rps", str(toloka_rps))
 
 
 def generate(root: Path, url: str, *, rows: int, rate_limit: float, overlap: int) -> None:

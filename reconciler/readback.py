@@ -91,6 +91,10 @@ def _read(
     return specs, reads, done
 
 
+def _idle() -> None:
+    """Nothing to do while PerfTest's reads are under way."""
+
+
 def _recorded_specs(
     store: StateStore, desired: manifest.DesiredState, created: Sequence[ResourceSummary]
 ) -> dict[str, dict[str, Any]]:
@@ -164,13 +168,7 @@ def refresh_state(
     """Read every recorded object of a declared provider and record each view read (None for gone); an object
     that could not be read keeps the view it had, and is returned for the caller to report."""
     _, reads, _ = _read(
-        store,
-        desired,
-        declared_only=False,
-        sandbox=sandbox,
-        parallelism=parallelism,
-        environ=environ,
-        meanwhile=lambda: None,
+        store, desired, declared_only=False, sandbox=sandbox, parallelism=parallelism, environ=environ, meanwhile=_idle
     )
     store.record_refresh(views=[(r.address, r.view) for r in reads if r.error is None])
     return Refreshed(reads)
@@ -268,13 +266,7 @@ def refreshed_plan(
     """The plan against what the remote holds: gone objects are created again, remote changes shown, and
     exact matches of unrecorded resources imported instead of created."""
     specs, reads, _ = _read(
-        store,
-        desired,
-        declared_only=True,
-        sandbox=sandbox,
-        parallelism=parallelism,
-        environ=environ,
-        meanwhile=lambda: None,
+        store, desired, declared_only=True, sandbox=sandbox, parallelism=parallelism, environ=environ, meanwhile=_idle
     )
     discovery = discover_resources(store, desired, sandbox=sandbox, parallelism=parallelism, environ=environ)
     refuse_unknowns(reads, discovery, doing="plan against the remote")

@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.apply_project import Project, make_project
+from helpers.apply_project import Project, applied_project
 
 ROWS = 4
 
 
 @pytest.fixture
 def applied(tmp_path: Path, sandbox: Any) -> Project:
-    proj = make_project(tmp_path, sandbox, tasks=0, rows=ROWS, batch_size=2)
-    done = proj.apply()
-    assert done.returncode == 0, done.stderr
-    return proj
+    return applied_project(tmp_path, sandbox, tasks=0, rows=ROWS, batch_size=2)
 
 
 def edit_texts(proj: Project) -> None:

@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.apply_project import Project, make_project, tasks_yaml
+from helpers.apply_project import Project, applied_project, tasks_yaml
 
 TASKS, ROWS = 3, 6
 
 
 @pytest.fixture
 def applied(tmp_path: Path, sandbox: Any) -> Project:
-    proj = make_project(tmp_path, sandbox, tasks=TASKS, rows=ROWS)
-    done = proj.apply()
-    assert done.returncode == 0, done.stderr
-    return proj
+    return applied_project(tmp_path, sandbox, tasks=TASKS, rows=ROWS)
 
 
 def actions(proj: Project, *extra: str) -> list[tuple[str, str]]:

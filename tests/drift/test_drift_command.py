@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.apply_project import Project, make_project
+from helpers.apply_project import Project, applied_project, make_project
 
 from reconciler.state import open_store
 
@@ -17,10 +17,7 @@ TASKS, ROWS = 4, 12
 
 @pytest.fixture
 def applied(tmp_path: Path, sandbox: Any) -> Project:
-    proj = make_project(tmp_path, sandbox, tasks=TASKS, rows=ROWS)
-    done = proj.apply()
-    assert done.returncode == 0, done.stderr
-    return proj
+    return applied_project(tmp_path, sandbox, tasks=TASKS, rows=ROWS)
 
 
 def drift_json(proj: Project, *extra: str) -> tuple[int, dict[str, Any]]:

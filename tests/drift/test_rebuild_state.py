@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.apply_project import Project, make_project
+from helpers.apply_project import Project, applied_project
 from helpers.sandbox_clients import PerfTestClient, TolokaClient
 
 from reconciler.providers.toloka import batch_request
@@ -19,10 +19,7 @@ TASKS, ROWS = 4, 12
 
 @pytest.fixture
 def applied(tmp_path: Path, sandbox: Any) -> Project:
-    proj = make_project(tmp_path, sandbox, tasks=TASKS, rows=ROWS)
-    done = proj.apply()
-    assert done.returncode == 0, done.stderr
-    return proj
+    return applied_project(tmp_path, sandbox, tasks=TASKS, rows=ROWS)
 
 
 def remote_ids(proj: Project) -> dict[str, str | None]:

@@ -105,6 +105,14 @@ def make_project(
     return proj
 
 
+def applied_project(root: Path, sandbox: Any, *, tasks: int, rows: int, batch_size: int = 10) -> Project:
+    """``make_project``, applied once successfully: the starting point of tests of what comes after a create."""
+    proj = make_project(root, sandbox, tasks=tasks, rows=rows, batch_size=batch_size)
+    done = proj.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    return proj
+
+
 def offline_providers_yaml(url: str) -> str:
     """Both providers at ``url``, their credentials in variables nobody sets: for tests that plan and must send
     nothing (a send would fail for want of a key, and the test would see it)."""
