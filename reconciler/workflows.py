@@ -156,7 +156,8 @@ def current_providers(plan: Plan, path: Path, desired: manifest.DesiredState) ->
 def refusal(plan: Plan) -> tuple[str, str] | None:
     """Why apply would refuse ``plan``, and what to do about it; None if it would not.
 
-    Both APIs are create-only: a changed spec is applied only as a replacement the user asked for.
+    A change of a field the API cannot change in place is applied only as a replacement the user asked for
+    (``--replace``, or ``lifecycle.replace_on_change``).
     """
     changed = plan.of_type(ActionType.CHANGE)
     if not changed:

@@ -1,10 +1,11 @@
 """The HTTP boundary: the only module that turns httpx exceptions and HTTP statuses into reconciler errors.
 
-Both remote APIs are create-only, and reconciler promises each create happens exactly once, so the retry
-policy here is the heart of that promise, not a convenience:
+reconciler promises each create happens exactly once, and a PerfTest create has no idempotency key, so the
+retry policy here is the heart of that promise, not a convenience:
 
-- ``idempotent=True`` (reads, and Toloka creates that carry an ``operation_id``) may be resent after any
-  transient failure: timeouts, dropped connections, 408, 429, 5xx, a 2xx whose body is not JSON.
+- ``idempotent=True`` (reads, Toloka creates that carry an ``operation_id``, and updates and deletes, which
+  carry the whole desired value or find the object gone) may be resent after any transient failure:
+  timeouts, dropped connections, 408, 429, 5xx, a 2xx whose body is not JSON.
 - ``idempotent=False`` (a PerfTest create, which has no idempotency key) is resent **only** when the request
   certainly never reached the service: the connection could not be made (``ConnectError``, ``ConnectTimeout``,
   ``PoolTimeout``, ``ProxyError``) or the API gateway throttled it (429, answered before the service sees it).
