@@ -461,3 +461,11 @@ def _drop_nullable(node: Any) -> Any:
             if out.get("default", 0) is None:
                 del out["default"]
     return out
+
+
+def spec_fields(kind: str) -> frozenset[str]:
+    """The top-level fields of what a resource of ``kind`` sends (a set's: each suite's), which
+    ``lifecycle.ignore_changes`` may name."""
+    if kind == PERFTEST_TASK:
+        return frozenset(PerfTestTaskSpec.model_fields)
+    return frozenset(TaskSuiteSpec.model_fields)

@@ -206,19 +206,19 @@ def discover_resources(
         return discover(resources, clients, taken=taken, parallelism=parallelism)
 
 
-def adopt(store: StateStore, desired: manifest.DesiredState, discovery: Discovery) -> int:
-    """Record each match as an import of its address; the caller holds the lock."""
-    for match in discovery.matches:
-        resource = desired.resources[match.address]
+def adopt(store: StateStore, desired: manifest.DesiredState, matches: Mapping[str, str]) -> int:
+    """Record each match (address to remote id) as an import of its address; the caller holds the lock."""
+    for address, remote_id in matches.items():
+        resource = desired.resources[address]
         store.import_resource(
-            address=match.address,
+            address=address,
             kind=resource.kind,
             provider=resource.provider,
-            remote_id=match.remote_id,
+            remote_id=remote_id,
             spec=resource.spec,
             spec_hash=resource.spec_hash,
         )
-    return len(discovery.matches)
+    return len(matches)
 
 
 def refuse_unknowns(reads: Sequence[Read], discovery: Discovery, *, doing: str) -> None:
@@ -290,14 +290,18 @@ def import_planned(
     *,
     sandbox: SandboxTarget | None,
     parallelism: int,
+    verify: bool,
     environ: Mapping[str, str] = os.environ,
 ) -> Plan:
-    """Record the plan's imports once a fresh discovery confirms each (a plan file is input: an import it names
-    is adopted only if the remote object still matches exactly, and is the one the plan says); returns the
-    plan without them."""
-    planned = {a.address: a.remote_id for a in plan.of_type(ActionType.IMPORT)}
+    """Record the plan's imports; returns the plan without them. ``verify`` (a plan file, which is input):
+    each is adopted only once a fresh discovery confirms that the remote object still matches exactly, and is
+    the one the plan says. A plan made in this run, under its lock, was discovered a moment ago."""
+    planned = {a.address: a.remote_id or "" for a in plan.of_type(ActionType.IMPORT)}
     if not planned:
         return plan
+    if not verify:
+        adopt(store, desired, planned)
+        return replace(plan, actions=tuple(a for a in plan.actions if a.type is not ActionType.IMPORT))
     discovery = discover_resources(
         store, desired, sandbox=sandbox, parallelism=parallelism, only=list(planned), environ=environ
     )
@@ -309,6 +313,5 @@ def import_planned(
             f"cannot import {differ[0]} as the plan says: the remote no longer holds exactly one object matching it "
             f"under id {planned[differ[0]]}; make the plan again with --refresh"
         )
-    discovery.matches = [m for m in discovery.matches if m.address in planned]
-    adopt(store, desired, discovery)
+    adopt(store, desired, planned)
     return replace(plan, actions=tuple(a for a in plan.actions if a.type is not ActionType.IMPORT))

@@ -171,10 +171,13 @@ class TolokaModule:
     # --- on a worker thread ------------------------------------------------------------------------------------
 
     def _retire(self, intent: Intent) -> Settlement:
-        retired, refused, unknown = retire_suite(self.client, intent)
+        address = intent.addresses[0]
+        refusal, unknown = retire_suite(self.client, str(intent.detail["suite_id"]))
         if unknown is not None:
-            return Settlement(unresolved=intent.addresses, why=unknown)
-        return Settlement(resolved=True, refused=refused, forget=list(intent.addresses) if retired else [])
+            return Settlement(unresolved=intent.addresses, why=f"{unknown}; run apply again to retire it")
+        if refusal is not None:
+            return Settlement(resolved=True, refused=[(address, f"not retired: {refusal}")])
+        return Settlement(resolved=True, forget=[address])
 
     def _patch(self, intent: Intent) -> Settlement:
         outcomes, refused, unknown = patch_suite(self.client, intent)

@@ -44,19 +44,18 @@ def patch_suite(client: TolokaClient, intent: Intent) -> tuple[list[Outcome], li
     return [Outcome(address, Status.CREATED, suite_id)], [], None
 
 
-def retire_suite(client: TolokaClient, intent: Intent) -> tuple[bool, list[tuple[str, str]], str | None]:
-    """Whether the intent's suite is retired (its overlap set to 0, or to the least its progress allows: it is
-    issued no more) or gone; else the refusal, or why it is still unknown."""
-    address, suite_id = intent.addresses[0], str(intent.detail["suite_id"])
+def retire_suite(client: TolokaClient, suite_id: str) -> tuple[str | None, str | None]:
+    """Set the suite's overlap to 0 (or to the least its progress allows: it is issued no more); a suite gone
+    is retired too. Returns why Toloka refused it, or why its outcome is unknown; (None, None) when retired."""
     try:
         client.set_overlap_or_min(suite_id, 0)
     except PermanentProviderError as err:
         if err.status == 404 and err.code == "DOES_NOT_EXIST":
-            return True, [], None
-        return False, [(address, f"not retired: {err}")], None
+            return None, None
+        return str(err), None
     except ProviderError as err:
-        return False, [], f"{err}; run apply again to retire it"
-    return True, [], None
+        return None, str(err)
+    return None, None
 
 
 def retire_replaced(
@@ -70,16 +69,9 @@ def retire_replaced(
         old = replaced.get(outcome.address)
         if outcome.status is not Status.CREATED or not old:
             continue
-        intent = Intent(
-            operation_id="",
-            provider="",
-            action=RETIRE_ACTION,
-            addresses=(outcome.address,),
-            fingerprint="",
-            detail={"suite_id": old},
-        )
-        _, refusals, unknown = retire_suite(client, intent)
+        refusal, unknown = retire_suite(client, old)
         if unknown is not None:
             return refused, f"the suite {old} it replaces is not retired yet: {unknown}"
-        refused += [(a, f"created, but the suite {old} it replaces is still issued: {why}") for a, why in refusals]
+        if refusal is not None:
+            refused.append((outcome.address, f"created, but the suite {old} it replaces is still issued: {refusal}"))
     return refused, None

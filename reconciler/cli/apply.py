@@ -202,7 +202,9 @@ def _apply(
             return
         if not auto_approve:
             _confirm()
-        the_plan = readback.import_planned(the_plan, store, desired, sandbox=sandbox_target, parallelism=READS_AT_ONCE)
+        the_plan = readback.import_planned(
+            the_plan, store, desired, sandbox=sandbox_target, parallelism=READS_AT_ONCE, verify=saved is not None
+        )
         result = _run_applier(
             the_plan,
             store,

@@ -277,7 +277,7 @@ def _import_discovered(common: Common, paths: tuple[Path, ...], parallelism: int
         locked(store, operation="state import --discover", lock_timeout=lock_timeout),
     ):
         found = readback.discover_resources(store, desired, sandbox=sandbox_target, parallelism=parallelism)
-        adopted = readback.adopt(store, desired, found)
+        adopted = readback.adopt(store, desired, {m.address: m.remote_id for m in found.matches})
     for address, ids in found.ambiguous.items():
         echo(
             f"{address}: {len(ids)} remote objects match it exactly ({', '.join(ids)}); none was adopted. Import "

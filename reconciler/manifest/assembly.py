@@ -31,6 +31,7 @@ from reconciler.kinds import (
     TaskSuiteDocument,
     TaskSuiteSetDocument,
     perftest_task_name,
+    spec_fields,
 )
 from reconciler.manifest.files import Document
 from reconciler.resources import (
@@ -107,6 +108,8 @@ class Assembler:
         self._unique_task_names([(doc, model) for doc, model in checked if id(doc) not in repeated])
         resources: dict[str, Resource] = {}
         for doc, model in checked:
+            if model is not None:
+                self._check_lifecycle(doc, model)
             if model is None or doc.kind in SETTINGS_KINDS:
                 continue
             provider = self._provider_of(doc, model)
@@ -117,6 +120,22 @@ class Assembler:
                 for address, resource in made.items():
                     resources.setdefault(address, resource)
         return resources, providers
+
+    def _check_lifecycle(self, doc: Document, model: BaseModel) -> None:
+        """A lifecycle names fields that exist, on a document that makes remote objects: a misspelt field in
+        ``ignore_changes`` would otherwise be silently ignored, and the change acted on."""
+        lifecycle = getattr(getattr(model, "metadata", None), "lifecycle", None)
+        if lifecycle is None:
+            return
+        if doc.kind in SETTINGS_KINDS:
+            message = "a settings document creates nothing remotely, so it takes no lifecycle; remove it"
+            self.problems.append(doc.problem(("metadata", "lifecycle"), message))
+            return
+        known = spec_fields(doc.kind or "")
+        for index, name in enumerate(lifecycle.ignore_changes):
+            if name not in known:
+                message = f"{name!r} is not a field of a {doc.kind} spec; one of: {', '.join(sorted(known))}"
+                self.problems.append(doc.problem(("metadata", "lifecycle", "ignore_changes", index), message))
 
     def backend(self, checked: Checked) -> StateBackendConfig | None:
         """The one ``StateBackend`` of the manifests, if any: a second is a problem, since one set of manifests

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.errors import ProviderError
 from reconciler.resources import Resource
-from reconciler.state.base import ResourceRecord
 
 if TYPE_CHECKING:
     from reconciler.providers import ProviderClient
 
-__all__ = ["Discovery", "Match", "ObjectRef", "Read", "Reader", "discover", "read_back", "settle_matches", "unreadable"]
+__all__ = ["Discovery", "Match", "ObjectRef", "Read", "Reader", "discover", "settle_matches", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +132,6 @@ class Reader:
         for pending in self._pending:
             reads.update((read.address, read) for read in pending)
         return [reads[address] for address in self._order]
-
-
-def read_back(
-    records: Sequence[ResourceRecord], clients: Mapping[str, ProviderClient], *, parallelism: int
-) -> list[Read]:
-    """A read of every record that names a remote object, of a provider in ``clients``, in record order."""
-    with Reader(clients, parallelism=parallelism) as reader:
-        reader.start(records)
-        return reader.finish({r.address: str(r.spec.get("pool_id")) for r in records})
 
 
 def discover(

@@ -207,12 +207,17 @@ async def create_task(request: Request) -> Response:
     return json_response({"code": CPTS_OK, "message": "success", "task_id": task["id"]}, 201)
 
 
+def _refuse_task_id(raw: str) -> Response | None:
+    """The answer to a task path whose id is no integer; None for a good one."""
+    return None if raw.isdigit() else cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
+
+
 async def show_task(request: Request) -> Response:
     if (denied := _check_auth(request, await request.body())) is not None:
         return denied
     raw = request.path_params["task_id"]
-    if not raw.isdigit():
-        return cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
+    if (refused := _refuse_task_id(raw)) is not None:
+        return refused
     try:
         task = _world(request).get_task(int(raw))
     except MissingObject:
@@ -225,8 +230,8 @@ async def update_task(request: Request) -> Response:
     if (denied := _check_auth(request, body)) is not None:
         return denied
     raw = request.path_params["task_id"]
-    if not raw.isdigit():
-        return cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
+    if (refused := _refuse_task_id(raw)) is not None:
+        return refused
     checked = _task_body(body)
     if isinstance(checked, Response):
         return checked
@@ -242,8 +247,8 @@ async def delete_task(request: Request) -> Response:
     if (denied := _check_auth(request, await request.body())) is not None:
         return denied
     raw = request.path_params["task_id"]
-    if not raw.isdigit():
-        return cpts_error(400, CPTS_BAD_REQUEST, "task_id must be an integer")
+    if (refused := _refuse_task_id(raw)) is not None:
+        return refused
     try:
         _world(request).delete_task(int(raw))
     except MissingObject:

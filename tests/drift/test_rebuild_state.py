@@ -162,3 +162,14 @@ def test_state_refresh_records_what_was_read_with_a_journal_entry(applied: Proje
     shown = json.loads(applied.run("state", "show", "TaskSuiteSet/reviews/r00007").stdout)
     assert shown["remote"]["remaining_overlap"] == 1 and shown["refreshed_at"]
     assert "refreshed" in applied.run("state", "history").stdout
+
+
+def test_apply_refresh_after_a_lost_state_imports_instead_of_creating(applied: Project) -> None:
+    before, objects = remote_ids(applied), object_count(applied)
+    lose_state(applied)
+
+    done = applied.run("apply", "manifests", "--refresh", "--auto-approve")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert remote_ids(applied) == before
+    assert object_count(applied) == objects

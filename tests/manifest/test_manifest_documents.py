@@ -459,3 +459,20 @@ def test_a_too_long_spec_name_is_still_reported_at_spec_name(workdir):
     assert workdir.problems() == [
         f"m.yaml:9: PerfTestTask/checkout-smoke: spec.name: {LONG_NAME!r} is too long",
     ]
+
+
+def test_a_lifecycle_carries_its_guards_and_a_misspelt_ignored_field_is_an_error(workdir):
+    guarded = TASK.replace(
+        "  name: checkout-smoke\n",
+        "  name: checkout-smoke\n  lifecycle: {prevent_destroy: true, ignore_changes: [case_id_list]}\n",
+    )
+    workdir.write("m.yaml", guarded)
+    resource = workdir.load().resources["PerfTestTask/checkout-smoke"]
+    assert resource.prevent_destroy and resource.ignore_changes == {"case_id_list"}
+
+    workdir.write("m.yaml", guarded.replace("[case_id_list]", "[case_ids]"))
+    [problem] = workdir.problems()
+    assert problem.startswith(
+        "m.yaml:5: PerfTestTask/checkout-smoke: metadata.lifecycle.ignore_changes.0: 'case_ids' is not a field of "
+        "a PerfTestTask spec; one of: case_id_list,"
+    )
