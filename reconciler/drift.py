@@ -19,7 +19,7 @@ returns ``Finding`` objects, each with a fingerprint a cron job can keep to tell
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,8 @@ __all__ = [
     "UNORDERED_FIELDS",
     "Finding",
     "finding_fingerprint",
+    "matching_suites",
+    "one_to_one",
     "remote_diff",
     "suite_key",
 ]
@@ -148,6 +150,46 @@ def suite_key(suite: Mapping[str, Any]) -> str:
     tasks = suite.get("tasks")
     values = [t.get("input_values") if isinstance(t, Mapping) else t for t in tasks] if isinstance(tasks, list) else []
     return canonical_json(_plain(values))
+
+
+Candidates = dict[str, list[tuple[str, dict[str, Any]]]]
+
+
+def matching_suites(
+    wanted: Iterable[tuple[str, str, Mapping[str, Any]]], suites: Iterable[dict[str, Any]]
+) -> Candidates:
+    """For each wanted (address, kind, spec), the (id, suite) pairs among ``suites`` that hold exactly its
+    content. Toloka keeps no id of ours on a suite, so content is all there is: candidates are narrowed by their
+    input values (``suite_key``), then ``remote_diff`` must find nothing, by the rules drift compares with."""
+    index: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
+    candidates: Candidates = {}
+    for address, kind, spec in wanted:
+        index.setdefault(suite_key(spec), []).append((address, kind, spec))
+        candidates[address] = []
+    for suite in suites:
+        for address, kind, spec in index.get(suite_key(suite), ()):
+            if not remote_diff(kind, address, spec, suite):
+                candidates[address].append((str(suite["id"]), suite))
+    return candidates
+
+
+def one_to_one(
+    candidates: Mapping[str, Sequence[tuple[str, dict[str, Any]]]],
+) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, list[str]]]:
+    """The addresses matched by exactly one object that matches no other address, and the rest that matched
+    anything (each with the ids it matched): those are adopted by no one, as a guess could be a duplicate."""
+    claims: dict[str, int] = {}
+    for found in candidates.values():
+        for remote_id, _ in found:
+            claims[remote_id] = claims.get(remote_id, 0) + 1
+    matched: dict[str, tuple[str, dict[str, Any]]] = {}
+    ambiguous: dict[str, list[str]] = {}
+    for address, found in candidates.items():
+        if len(found) == 1 and claims[found[0][0]] == 1:
+            matched[address] = found[0]
+        elif found:
+            ambiguous[address] = sorted(remote_id for remote_id, _ in found)
+    return matched, ambiguous
 
 
 def remote_diff(kind: str, address: str, sent: Mapping[str, Any], remote: Any) -> list[Finding]:

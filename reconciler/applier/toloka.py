@@ -47,7 +47,7 @@ from reconciler.applier.work import (
     pending_resources,
     update_call,
 )
-from reconciler.drift import remote_diff, suite_key
+from reconciler.drift import matching_suites, one_to_one
 from reconciler.encoding import content_hash
 from reconciler.errors import EndpointError, OutcomeUnknownError, PermanentProviderError, ProviderError
 from reconciler.plan import Action
@@ -303,22 +303,10 @@ def recognise_suites(
     say when), matched by ``remote_diff`` finding nothing; a member that matches several suites, or a suite
     several members, is left out."""
     window = _window(operation)
-    index: dict[str, list[PendingResource]] = {}
-    for member in members:
-        index.setdefault(suite_key(member.spec), []).append(member)
-    candidates: dict[str, list[dict[str, Any]]] = {m.address: [] for m in members}
-    claims: dict[str, int] = {}
-    pool_id = str(members[0].spec.get("pool_id"))
-    for suite in client.iter_pool_suites(pool_id):
-        if window is not None and not _made_within(suite, window):
-            continue
-        for member in index.get(suite_key(suite), ()):
-            if not remote_diff(member.kind, member.address, member.spec, suite):
-                candidates[member.address].append(suite)
-                claims[suite["id"]] = claims.get(suite["id"], 0) + 1
-    return {
-        address: found[0] for address, found in candidates.items() if len(found) == 1 and claims[found[0]["id"]] == 1
-    }
+    listed = client.iter_pool_suites(str(members[0].spec.get("pool_id")))
+    made = (suite for suite in listed if window is None or _made_within(suite, window))
+    matched, _ = one_to_one(matching_suites(((m.address, m.kind, m.spec) for m in members), made))
+    return {address: suite for address, (_, suite) in matched.items()}
 
 
 def _moment(text: Any) -> dt.datetime | None:

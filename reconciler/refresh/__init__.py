@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reconciler.drift import one_to_one
 from reconciler.errors import ProviderError
 from reconciler.resources import Resource
 
@@ -161,14 +162,7 @@ def discover(
 
 
 def settle_matches(candidates: Mapping[str, Sequence[tuple[str, dict[str, Any]]]], into: Discovery) -> None:
-    """Adopt one-to-one only: an address with several matching objects, and an object that matches several
-    addresses, go to ``ambiguous`` (each address with the ids it matched) and are adopted by neither."""
-    claimed: dict[str, int] = {}
-    for found in candidates.values():
-        for remote_id, _ in found:
-            claimed[remote_id] = claimed.get(remote_id, 0) + 1
-    for address, found in candidates.items():
-        if len(found) == 1 and claimed[found[0][0]] == 1:
-            into.matches.append(Match(address, found[0][0], found[0][1]))
-        elif found:
-            into.ambiguous[address] = sorted(remote_id for remote_id, _ in found)
+    """Adopt one to one only (``drift.one_to_one``): the rest that matched anything go to ``ambiguous``."""
+    matched, ambiguous = one_to_one(candidates)
+    into.matches += [Match(address, remote_id, view) for address, (remote_id, view) in matched.items()]
+    into.ambiguous.update(ambiguous)

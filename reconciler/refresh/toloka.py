@@ -2,17 +2,15 @@
 per suite, so reading back 100,000 suites costs about a hundred requests.
 
 A suite the state names that a complete listing of its pool lacks is gone. Toloka keeps no id of ours on a
-suite, so discovery recognises a suite by its content: suites are first narrowed by their tasks' input values
-(``suite_key``), then each candidate must hold exactly what the tool would send, by the rules drift compares
-with (``remote_diff`` finds nothing).
+suite, so discovery recognises a suite by its content (``drift.matching_suites``), as recovery without an
+operation's log does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
 
-from reconciler.drift import remote_diff, suite_key
+from reconciler.drift import matching_suites
 from reconciler.errors import ProviderError
 from reconciler.providers.toloka import TolokaClient
 from reconciler.refresh import Discovery, ObjectRef, Read, settle_matches, unreadable
@@ -45,17 +43,9 @@ def discover_suites(
     for resource in resources:
         by_pool.setdefault(str(resource.spec.get("pool_id")), []).append(resource)
     for pool_id, mine in by_pool.items():
-        index: dict[str, list[Resource]] = {}
-        for resource in mine:
-            index.setdefault(suite_key(resource.spec), []).append(resource)
-        candidates: dict[str, list[tuple[str, dict[str, Any]]]] = {resource.address: [] for resource in mine}
         try:
-            for suite in client.iter_pool_suites(pool_id):
-                if suite["id"] in taken:
-                    continue
-                for resource in index.get(suite_key(suite), ()):
-                    if not remote_diff(resource.kind, resource.address, resource.spec, suite):
-                        candidates[resource.address].append((suite["id"], suite))
+            listed = (s for s in client.iter_pool_suites(pool_id) if s["id"] not in taken)
+            candidates = matching_suites(((r.address, r.kind, r.spec) for r in mine), listed)
         except ProviderError as err:
             into.errors.append(f"the suites of pool {pool_id} could not be listed, so none was adopted: {err}")
             continue
